@@ -1,0 +1,261 @@
+"""The networks of Table 1 / Table 2: one parametrised suite over every model, plus the building blocks."""
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from robustreid.attention import HardAttention, crop_regions
+from robustreid.layers import GeM, ShuffleA, ShuffleB, channel_shuffle, global_pool
+from robustreid.model import MODELS, Architecture, build_model, list_models
+from robustreid.profile import count_macs, count_params
+
+NUM_CLASSES = 7
+
+# Paper Table 1 (params without identity classifiers, GMACs at 160x64) and the HA-CNN figures of the issue.
+TARGETS = {
+    "robustreid_1x": (2.9e6, 0.72),
+    "robustreid_2x": (6.4e6, 1.68),
+    "hacnn": (2.9e6, 0.55),
+}
+
+
+@pytest.fixture(scope="module", params=list_models())
+def model_name(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def model(model_name):
+    torch.manual_seed(0)
+    return build_model(model_name, NUM_CLASSES)
+
+
+def test_list_models_names():
+    assert list_models() == ["hacnn", "robustreid_1x", "robustreid_2x"]
+
+
+def test_unknown_model_and_option_errors():
+    with pytest.raises(ValueError, match="valid names: hacnn, robustreid_1x, robustreid_2x"):
+        build_model("resnet50")
+    with pytest.raises(ValueError, match="unknown option"):
+        build_model("hacnn", 3, colour="red")
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        build_model("robustreid_1x", 3, pooling="median")
+    with pytest.raises(ValueError, match="width must be one of"):
+        build_model("robustreid_1x", 3, width="3x")
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_forward_shapes_and_norms(model, mode):
+    model.train(mode == "train")
+    x = torch.randn(4, 3, 160, 64)
+    out = model(x)
+    arch = model.arch
+    assert out.global_feat.shape == (4, arch.feat_dim)
+    assert out.local_feat.shape == (4, arch.feat_dim)
+    assert out.global_logits.shape == (4, NUM_CLASSES) and out.local_logits.shape == (4, NUM_CLASSES)
+    assert out.embedding.shape == (4, model.feature_dim) == (4, 2 * arch.feat_dim)
+    for t in out:
+        assert torch.isfinite(t).all()
+    # The test descriptor is two unit vectors side by side.
+    g, l = out.embedding.split(arch.feat_dim, dim=1)
+    torch.testing.assert_close(g.norm(dim=1), torch.ones(4))
+    torch.testing.assert_close(l.norm(dim=1), torch.ones(4))
+    if arch.l2_norm:  # Figure 4: branch features are unit-norm in training as well
+        torch.testing.assert_close(out.global_feat.norm(dim=1), torch.ones(4))
+        torch.testing.assert_close(out.local_feat.norm(dim=1), torch.ones(4))
+    model.train()
+
+
+def test_output_type_does_not_depend_on_mode(model):
+    x = torch.randn(2, 3, 160, 64)
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+        torch.testing.assert_close(model.embed(x), out.embedding)
+    model.train()
+    assert type(model(x)) is type(out)
+
+
+def test_backward_reaches_every_parameter(model):
+    model.train()
+    model.zero_grad(set_to_none=True)
+    out = model(torch.randn(4, 3, 160, 64))
+    target = torch.tensor([0, 1, 2, 3])
+    loss = F.cross_entropy(out.global_logits, target) + F.cross_entropy(out.local_logits, target)
+    loss = loss + out.global_feat.pow(3).sum() + out.local_feat.pow(3).sum()
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing, f"parameters without a finite gradient: {missing}"
+    # The spatial attention's 1x1 "scaling conv" maps one channel to one channel right before a BatchNorm, which
+    # cancels its weight in training mode (HA-CNN's design): its gradient is zero up to rounding, legitimately.
+    zero = [
+        n for n, p in model.named_parameters() if p.grad.abs().sum() == 0 and "spatial.scale.0.weight" not in n
+    ]
+    assert not zero, f"parameters with an all-zero gradient: {zero}"
+
+
+def test_torch_export(model):
+    model.eval()
+    exported = torch.export.export(model, (torch.randn(2, 3, 160, 64),))
+    x = torch.randn(2, 3, 160, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(exported.module()(x).embedding, model(x).embedding)
+
+
+def test_data_config_is_carried(model):
+    assert model.data_config["input_size"] == (160, 64)
+    assert len(model.data_config["mean"]) == 3 and len(model.data_config["std"]) == 3
+
+
+def test_params_and_macs_against_paper(model_name, model):
+    params_target, gmacs_target = TARGETS[model_name]
+    params = count_params(model)
+    gmacs = count_macs(model) / 1e9
+    assert abs(gmacs - gmacs_target) / gmacs_target <= 0.10, f"{model_name}: {gmacs:.3f} GMACs"
+    if model_name == "robustreid_2x":
+        pytest.xfail(
+            f"known gap (README, model docstring): the plain Table 1 reading has {params / 1e6:.2f}M "
+            "parameters at 2x, the paper 6.4M"
+        )
+    assert abs(params - params_target) / params_target <= 0.05, f"{model_name}: {params / 1e6:.3f}M params"
+
+
+def test_classifiers_are_excluded_from_params(model):
+    clf = sum(p.numel() for p in model.classifiers.parameters())
+    assert count_params(model, with_classifier=True) - count_params(model) == clf
+    bias = 1 if model.arch.classifier_bias else 0
+    assert clf == 2 * (model.arch.feat_dim + bias) * NUM_CLASSES
+
+
+def test_macs_match_hand_count_for_the_stem():
+    # 3x3 conv, 3 -> 32 channels, stride 2 on 160x64: 80*32 outputs * 32 channels * 27 MACs each.
+    stem = build_model("robustreid_1x").stem
+    stem.data_config = {"input_size": (160, 64)}
+    stem.embed = stem.forward
+    assert count_macs(stem) == 80 * 32 * 32 * 3 * 3 * 3
+
+
+# ---- Table 2 architecture switches -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(block="inception"),
+        dict(pooling="avg"),
+        dict(pooling="max"),
+        dict(l2_norm=False),
+        dict(width="2x", block="inception"),
+        dict(local_branch=False),
+        dict(classifier_bias=True),
+    ],
+)
+def test_table2_switches(options):
+    torch.manual_seed(0)
+    model = build_model("robustreid_1x", NUM_CLASSES, **options)
+    for key, value in options.items():
+        if key != "width":
+            assert getattr(model.arch, key) == value
+    model.train()
+    out = model(torch.randn(2, 3, 160, 64))
+    assert torch.isfinite(out.embedding).all()
+    if options.get("local_branch") is False:
+        assert out.local_feat is None and out.local_logits is None
+        assert out.embedding.shape == (2, model.arch.feat_dim)
+    if options.get("l2_norm") is False:
+        assert not torch.allclose(out.global_feat.norm(dim=1), torch.ones(2))
+    if "width" in options:
+        assert model.arch.stage_channels == (240, 320, 480) and model.arch.feat_dim == 960
+
+
+def test_width_switch_reproduces_the_2x_preset():
+    a = build_model("robustreid_1x", width="2x").arch
+    assert a == MODELS["robustreid_2x"]
+
+
+def test_presets_differ_only_where_the_paper_says():
+    hacnn, r1, r2 = MODELS["hacnn"], MODELS["robustreid_1x"], MODELS["robustreid_2x"]
+    diff = {f.name for f in dataclasses.fields(Architecture) if getattr(hacnn, f.name) != getattr(r1, f.name)}
+    assert diff == {"block", "pooling", "l2_norm", "classifier_bias"}
+    diff = {f.name for f in dataclasses.fields(Architecture) if getattr(r1, f.name) != getattr(r2, f.name)}
+    assert diff == {"stem_channels", "stage_channels", "stage_repeats", "feat_dim"}
+    assert Architecture.from_dict(r2.to_dict()) == r2
+
+
+def test_shuffle_stage_layout_follows_table1():
+    for name, repeats in (("robustreid_1x", (7, 10, 7)), ("robustreid_2x", (8, 11, 8))):
+        model = build_model(name)
+        for stage, n in zip(model.stages, repeats):
+            kinds = [type(b).__name__ for b in stage]
+            assert kinds == ["ShuffleB"] + ["ShuffleA"] * n + ["ShuffleB"]
+        # Strided convolution only in the last block of each stage (Table 1 caption): 80x32 -> 40x16 -> 20x8 -> 10x4.
+        x = model.stem(torch.randn(1, 3, 160, 64))
+        for stage, size in zip(model.stages, ((40, 16), (20, 8), (10, 4))):
+            assert stage[-2](stage[0](x)).shape[2:] == x.shape[2:]
+            x = stage(x)
+            assert x.shape[2:] == size
+
+
+# ---- building blocks against independent references ---------------------------------------------------------
+
+
+def test_channel_shuffle_matches_index_loop():
+    x = torch.arange(2 * 12 * 2 * 3, dtype=torch.float32).view(2, 12, 2, 3)
+    groups = 3
+    per = 12 // groups
+    expected = torch.stack([x[:, j * per + i] for i in range(per) for j in range(groups)], dim=1)
+    torch.testing.assert_close(channel_shuffle(x, groups), expected)
+    with pytest.raises(ValueError, match="equal groups"):
+        channel_shuffle(x, 5)
+
+
+def test_gem_matches_equation_6():
+    x = torch.rand(2, 5, 3, 4) + 0.1
+    gem = GeM(p=3.0)
+    expected = torch.stack([torch.stack([(x[b, c] ** 3).mean() ** (1 / 3) for c in range(5)]) for b in range(2)])
+    torch.testing.assert_close(gem(x), expected)
+    with torch.no_grad():
+        gem.p.fill_(1.0)
+    torch.testing.assert_close(gem(x), x.mean(dim=(2, 3)))
+    with torch.no_grad():
+        gem.p.fill_(60.0)
+    torch.testing.assert_close(gem(x), x.amax(dim=(2, 3)), rtol=0.05, atol=0)
+    torch.testing.assert_close(global_pool("max")(x), x.amax(dim=(2, 3)))
+    assert isinstance(global_pool("gem"), GeM) and global_pool("gem").p.item() == 3.0
+
+
+def test_shuffle_blocks_shapes_and_identity_half():
+    a = ShuffleA(8).eval()
+    x = torch.randn(1, 8, 6, 4)
+    y = a(x)
+    assert y.shape == x.shape
+    # After the shuffle the untouched half sits at the even channels.
+    torch.testing.assert_close(y[:, 0::2], x[:, :4])
+    b = ShuffleB(8, 16, stride=2)
+    assert b(x).shape == (1, 16, 3, 2)
+    with pytest.raises(ValueError, match="divisible by 2"):
+        ShuffleB(8, 15)
+
+
+def test_crop_regions_initial_layout_equals_row_slices():
+    # At initialisation the hard attention places 4 full-width stripes at evenly spaced heights; with an output
+    # of exactly a quarter of the rows, sampling lands on pixel centres and each crop is a slice of the map.
+    x = torch.randn(2, 3, 8, 4)
+    theta = HardAttention(3)(torch.randn(2, 3, 5, 5))
+    crops = crop_regions(x, theta, (2, 4)).view(2, 4, 3, 2, 4)
+    for r in range(4):
+        torch.testing.assert_close(crops[:, r], x[:, :, 2 * r : 2 * r + 2])
+
+
+def test_crop_regions_translation_moves_the_window():
+    x = torch.arange(16.0).view(1, 1, 16, 1).expand(1, 1, 16, 2).contiguous()
+    # One region (scale 1 in height): a shift of ty = 2 * 4/16 moves the window down by 4 rows.
+    theta = torch.tensor([[[0.0, 0.5]]])
+    crop = crop_regions(x, theta, (8, 2))
+    expected_rows = torch.tensor([4.0, 6, 8, 10, 12, 14, 0, 0])  # zero padding past the bottom edge
+    assert crop.shape == (1, 1, 8, 2)
+    # Output pixel i samples input row 2i + 4.5 (bilinear between rows 2i+4 and 2i+5) where inside the map.
+    torch.testing.assert_close(crop[0, 0, :6, 0], expected_rows[:6] + 0.5)
