@@ -1,0 +1,68 @@
+"""Checkpoints: atomic round trip, safe loading, clear refusals."""
+
+import pickle
+
+import pytest
+import torch
+
+from robustreid.checkpoint import load_checkpoint, load_model, model_from_checkpoint, model_state, save_checkpoint
+from robustreid.model import build_model
+
+
+class Payload:  # an arbitrary class: pickling it makes a checkpoint that weights_only must refuse
+    pass
+
+
+def test_round_trip_restores_weights_and_arch(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("robustreid_1x", 5, pooling="avg").eval()
+    path = save_checkpoint({**model_state(model), "epoch": 3}, tmp_path / "run" / "last.pt")
+    assert path.exists() and not list(path.parent.glob("*.tmp"))
+    state = load_checkpoint(path)
+    assert state["epoch"] == 3
+    restored = load_model(path)
+    assert restored.arch == model.arch and restored.num_classes == 5
+    x = torch.randn(2, 3, 160, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(restored(x).embedding, model(x).embedding)
+
+
+def test_refuses_pickled_objects(tmp_path):
+    path = tmp_path / "evil.pt"
+    state = {**model_state(build_model("hacnn", 2)), "extra": Payload()}
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="refusing to load .*evil.pt"):
+        load_checkpoint(path)
+
+
+def test_refuses_non_checkpoints(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="junk.pt"):
+        load_checkpoint(tmp_path / "junk.pt")
+    torch.save({"model": {}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a robustreid checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_refuses_mismatched_classes_and_arch():
+    state = model_state(build_model("robustreid_1x", 5))
+    with pytest.raises(ValueError, match="5 identity classes, expected 7"):
+        model_from_checkpoint(state, num_classes=7)
+    with pytest.raises(ValueError, match="pooling"):
+        model_from_checkpoint(state, arch=build_model("robustreid_1x", 5, pooling="max").arch)
+
+
+def test_failed_write_leaves_previous_checkpoint_intact(tmp_path, monkeypatch):
+    path = save_checkpoint({"format": "robustreid", "epoch": 1}, tmp_path / "last.pt")
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint({"format": "robustreid", "epoch": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
