@@ -1,0 +1,281 @@
+"""Training configuration: frozen dataclasses holding the paper's values, and the Table 2 presets.
+
+``TrainConfig`` = model (+ Table 2 architecture switches) + loss + data + optimiser + schedule (Eq. 1, SWAG) +
+run settings. Presets (``PRESETS``, ``preset(name)``): ``hacnn`` (the original baseline), ``a`` ... ``i`` (Table 2
+columns, each turning off what the table says), ``robust-reid-1x`` and ``robust-reid-2x`` (everything on; the
+1x one is column h, the 2x one the last column). Overrides come from a TOML / JSON file and ``key=value``
+strings with dotted keys (``loss.triplet_margin=0.3``, ``schedule.epochs=60``); unknown keys are an error.
+
+Readings where Table 2 is silent (see ``../shared/paper/tables-decoded.md``):
+- The "plain triplet" of columns a and b is Eq. 2 on the PK batch (``batch_all`` mining: every valid
+  anchor-positive-negative triple) with margin 0.3 (Bag of Tricks' margin; the paper gives none).
+- Column e ("all but soft margin") keeps the weighted (batch-soft) triplet of Eq. 4 with the hinge and margin 0.3.
+- HA-CNN (first column) trains with the identity loss only, no warmup (constant 3e-2 until the Eq. 1 steps), no
+  random erasing, no label smoothing, classifiers with bias.
+- Columns b-f and i keep "deeper and wider" (2x); column d with Inception blocks takes the 2x widths (its depth
+  is fixed by the Inception stage: one A and one B block).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .schedule import ScheduleConfig
+
+__all__ = [
+    "LossConfig",
+    "DataConfig",
+    "OptimConfig",
+    "TrainConfig",
+    "PRESETS",
+    "preset",
+    "list_presets",
+    "apply_overrides",
+    "load_config_file",
+    "config_to_dict",
+]
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Losses (Section 3.1): label-smoothed identity loss on both branches' logits, triplet on both features."""
+
+    id_loss: bool = True
+    label_smoothing: float = 0.1  # epsilon; 0 = plain cross-entropy
+    triplet: bool = True
+    triplet_mining: str = "batch_soft"  # batch_soft (Eq. 4) | batch_hard (Eq. 3) | batch_all (Eq. 2)
+    triplet_margin: float | None = None  # None = soft margin (Eq. 5); a float = hinge margin
+
+    def __post_init__(self):
+        if not (self.id_loss or self.triplet):
+            raise ValueError("loss: at least one of id_loss and triplet must be on")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"loss.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.triplet_mining not in ("batch_soft", "batch_hard", "batch_all"):
+            raise ValueError(f"loss.triplet_mining must be batch_soft, batch_hard or batch_all, got {self.triplet_mining!r}")
+        if self.triplet_margin is not None and self.triplet_margin < 0:
+            raise ValueError(f"loss.triplet_margin must be >= 0 or None (soft margin), got {self.triplet_margin}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Input pipeline (Section 4): P identities x K images per batch, random erasing probability."""
+
+    batch_p: int = 8
+    batch_k: int = 4
+    random_erasing: float = 0.5  # probability; 0 = off
+    num_workers: int = 2
+    test_batch_size: int = 128
+
+    def __post_init__(self):
+        if self.batch_p < 2 or self.batch_k < 2:
+            raise ValueError(f"data.batch_p and data.batch_k must be >= 2 for the triplet loss, got {self.batch_p}, {self.batch_k}")
+        if not 0.0 <= self.random_erasing <= 1.0:
+            raise ValueError(f"data.random_erasing must be a probability in [0, 1], got {self.random_erasing}")
+        if self.num_workers < 0 or self.test_batch_size < 1:
+            raise ValueError("data.num_workers must be >= 0 and data.test_batch_size >= 1")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """SGD (Section 4): momentum 0.9, weight decay 5e-4; learning rates come from ``schedule``."""
+
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+
+    def __post_init__(self):
+        if not 0.0 <= self.momentum < 1.0 or self.weight_decay < 0:
+            raise ValueError(f"optim: momentum must be in [0, 1) and weight_decay >= 0, got {self.momentum}, {self.weight_decay}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A full training recipe. ``model`` names a network (``robustreid.list_models()``); the architecture
+    switches left at ``None`` keep that network's own setting."""
+
+    model: str = "robustreid_2x"
+    block: str | None = None
+    pooling: str | None = None
+    l2_norm: bool | None = None
+    width: str | None = None
+    classifier_bias: bool | None = None
+    local_branch: bool | None = None
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    swag_max_rank: int = 15  # low-rank SWAG deviation columns (0 = diagonal only)
+    swag_bma_samples: int = 10  # Bayesian model averaging samples at the final evaluation (0 = SWA mean only)
+    swag_scale: float = 0.5
+    eval_every_epochs: int = 10  # 0 = only at the end
+    seed: int = 0
+    amp: bool = False  # bfloat16 autocast on CPU, float16 on CUDA
+    deterministic: bool = False
+
+    def __post_init__(self):
+        from .model import list_models
+
+        if self.model not in list_models():
+            raise ValueError(f"model must be one of {list_models()}, got {self.model!r}")
+        if self.eval_every_epochs < 0 or self.swag_max_rank < 0 or self.swag_bma_samples < 0:
+            raise ValueError("eval_every_epochs, swag_max_rank and swag_bma_samples must be >= 0")
+
+    def model_options(self) -> dict:
+        """The architecture switches that are set, as ``build_model`` keyword arguments."""
+        keys = ("block", "pooling", "l2_norm", "width", "classifier_bias", "local_branch")
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+
+# ---- presets: Table 2 -----------------------------------------------------------------------------------
+
+_PLAIN_TRIPLET = dict(triplet_mining="batch_all", triplet_margin=0.3)  # Eq. 2, columns a and b
+_NO_BOT = dict(warmup_epochs=0)
+
+_ROBUST_2X = TrainConfig(model="robustreid_2x")
+_ROBUST_2X_NO_SWAG = dataclasses.replace(_ROBUST_2X, schedule=ScheduleConfig(swag_cycles=0))
+
+
+def _with(base: TrainConfig, *, loss: dict | None = None, schedule: dict | None = None, **fields) -> TrainConfig:
+    if loss:
+        fields["loss"] = dataclasses.replace(base.loss, **loss)
+    if schedule:
+        fields["schedule"] = dataclasses.replace(base.schedule, **schedule)
+    return dataclasses.replace(base, **fields)
+
+
+PRESETS: dict[str, TrainConfig] = {
+    # The original baseline: HA-CNN, identity loss only, no Bag of Tricks.
+    "hacnn": _with(
+        TrainConfig(model="hacnn"),
+        loss=dict(label_smoothing=0.0, triplet=False),
+        schedule=dict(swag_cycles=0, **_NO_BOT),
+        data=DataConfig(random_erasing=0.0),
+    ),
+    # a: HA-CNN + Bag of Tricks (warmup, random erasing, label smoothing, no-bias classifiers), plain triplet.
+    "a": _with(
+        TrainConfig(model="hacnn", classifier_bias=False), loss=_PLAIN_TRIPLET, schedule=dict(swag_cycles=0)
+    ),
+    # b .. f: column i (2x, no SWAG) with one item off.
+    "b": _with(_ROBUST_2X_NO_SWAG, loss=_PLAIN_TRIPLET),
+    "c": _with(_ROBUST_2X_NO_SWAG, l2_norm=False),
+    "d": _with(_ROBUST_2X_NO_SWAG, block="inception"),
+    "e": _with(_ROBUST_2X_NO_SWAG, loss=dict(triplet_margin=0.3)),
+    "f": _with(_ROBUST_2X_NO_SWAG, pooling="avg"),
+    # g: all but deeper and wider; h: g + SWAG; i: all but SWAG.
+    "g": dataclasses.replace(_ROBUST_2X_NO_SWAG, model="robustreid_1x"),
+    "h": TrainConfig(model="robustreid_1x"),
+    "i": _ROBUST_2X_NO_SWAG,
+    "robust-reid-1x": TrainConfig(model="robustreid_1x"),
+    "robust-reid-2x": _ROBUST_2X,
+}
+
+
+def list_presets() -> list[str]:
+    return list(PRESETS)
+
+
+def preset(name: str) -> TrainConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+# ---- overrides --------------------------------------------------------------------------------------------
+
+
+def config_to_dict(cfg: Any) -> dict:
+    """A config as plain JSON-able data (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def _coerce(value: Any, current: Any, key: str) -> Any:
+    """Turn ``value`` (from a file or a ``key=value`` string) into the type of the field's current value."""
+    if isinstance(value, str) and not isinstance(current, str):
+        text = value.strip()
+        if text.lower() in ("none", "null"):
+            return None
+        try:
+            value = json.loads(text.lower() if text.lower() in ("true", "false") else text)
+        except json.JSONDecodeError:
+            value = text
+    if isinstance(current, bool) and not isinstance(value, bool):
+        raise ValueError(f"{key}: expected true or false, got {value!r}")
+    if isinstance(current, tuple) and isinstance(value, list):
+        return tuple(value)
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(current, int) and not isinstance(current, bool) and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any], _prefix: str = "") -> TrainConfig:
+    """Return ``cfg`` with ``overrides`` applied; keys are field names, nested via dicts or dotted names."""
+    nested: dict[str, dict] = {}
+    flat: dict[str, Any] = {}
+    for key, value in overrides.items():
+        head, _, rest = key.partition(".")
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        elif isinstance(value, dict):
+            nested.setdefault(head, {}).update(value)
+        else:
+            flat[head] = value
+    names = {f.name for f in dataclasses.fields(cfg)}
+    changes: dict[str, Any] = {}
+    for key in list(flat) + list(nested):
+        if key not in names:
+            raise ValueError(f"unknown config key {_prefix + key!r}; valid keys here: {', '.join(sorted(names))}")
+    for key, value in flat.items():
+        current = getattr(cfg, key)
+        if dataclasses.is_dataclass(current):
+            raise ValueError(f"config key {_prefix + key!r} is a section; set its fields, e.g. {_prefix + key}.FIELD=VALUE")
+        changes[key] = _coerce(value, current, _prefix + key)
+    for key, sub in nested.items():
+        current = getattr(cfg, key)
+        if not dataclasses.is_dataclass(current):
+            raise ValueError(f"config key {_prefix + key!r} has no sub-keys")
+        changes[key] = apply_overrides(current, sub, _prefix + key + ".")
+    try:
+        return dataclasses.replace(cfg, **changes)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"invalid config: {exc}") from None
+
+
+def parse_set(items: list[str]) -> dict[str, str]:
+    """``["loss.triplet_margin=0.3", ...]`` -> ``{"loss.triplet_margin": "0.3"}``."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = value
+    return out
+
+
+def load_config_file(path: str | Path) -> dict:
+    """Read overrides from a TOML (``.toml``) or JSON (``.json``) file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    text = path.read_text()
+    if path.suffix == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    if path.suffix == ".toml":
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            raise ValueError(f"{path}: TOML config files need Python >= 3.11; use a .json file") from None
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: invalid TOML: {exc}") from None
+    raise ValueError(f"config file {path}: expected a .toml or .json file")

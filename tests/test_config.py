@@ -1,0 +1,116 @@
+"""Presets follow Table 2 exactly; overrides are typed and refuse unknown keys."""
+
+import dataclasses
+import json
+
+import pytest
+
+from robustreid.config import PRESETS, TrainConfig, apply_overrides, config_to_dict, load_config_file, parse_set, preset
+from robustreid.model import build_model
+
+# Table 2 as decoded in shared/paper/tables-decoded.md: which items are ON in each column.
+ITEMS = ("bot", "soft_triplet", "l2", "shuffle", "soft_margin", "gem", "wide", "swag")
+TABLE2 = {
+    "hacnn": (0, 0, 0, 0, 0, 0, 0, 0),
+    "a": (1, 0, 0, 0, 0, 0, 0, 0),
+    "b": (1, 0, 1, 1, 0, 1, 1, 0),
+    "c": (1, 1, 0, 1, 1, 1, 1, 0),
+    "d": (1, 1, 1, 0, 1, 1, 1, 0),
+    "e": (1, 1, 1, 1, 0, 1, 1, 0),
+    "f": (1, 1, 1, 1, 1, 0, 1, 0),
+    "g": (1, 1, 1, 1, 1, 1, 0, 0),
+    "h": (1, 1, 1, 1, 1, 1, 0, 1),
+    "i": (1, 1, 1, 1, 1, 1, 1, 0),
+    "robust-reid-2x": (1, 1, 1, 1, 1, 1, 1, 1),
+    "robust-reid-1x": (1, 1, 1, 1, 1, 1, 0, 1),
+}
+
+
+def items_of(cfg: TrainConfig) -> tuple:
+    arch = build_model(cfg.model, 2, **cfg.model_options()).arch
+    bot = (
+        cfg.schedule.warmup_epochs > 0
+        and cfg.data.random_erasing == 0.5
+        and cfg.loss.label_smoothing == 0.1
+        and not arch.classifier_bias
+    )
+    return (
+        int(bot),
+        int(cfg.loss.triplet and cfg.loss.triplet_mining == "batch_soft"),
+        int(arch.l2_norm),
+        int(arch.block == "shuffle"),
+        int(cfg.loss.triplet and cfg.loss.triplet_margin is None),
+        int(arch.pooling == "gem"),
+        int(arch.feat_dim == 960 and arch.stage_channels == (240, 320, 480)),
+        int(cfg.schedule.swag_cycles > 0),
+    )
+
+
+@pytest.mark.parametrize("name", list(TABLE2))
+def test_presets_match_table2(name):
+    assert items_of(preset(name)) == TABLE2[name], dict(zip(ITEMS, items_of(preset(name))))
+
+
+def test_every_preset_is_covered_and_paper_recipe_values():
+    assert set(PRESETS) == set(TABLE2)
+    cfg = preset("robust-reid-2x")
+    assert (cfg.data.batch_p, cfg.data.batch_k) == (8, 4)
+    assert (cfg.optim.momentum, cfg.optim.weight_decay) == (0.9, 5e-4)
+    assert (cfg.schedule.base_lr, cfg.schedule.warmup_epochs, cfg.schedule.milestones, cfg.schedule.epochs) == (
+        3e-2, 10, (150, 225), 350)
+    assert (cfg.schedule.swag_cycles, cfg.schedule.swag_cycle_epochs, cfg.schedule.swag_cycle_decay) == (15, 35, 0.7)
+    # Columns a and b use the plain triplet of Eq. 2.
+    assert preset("b").loss.triplet_mining == "batch_all" and preset("b").loss.triplet_margin == 0.3
+    assert preset("hacnn").loss.triplet is False
+
+
+def test_presets_differ_only_in_their_column():
+    i = config_to_dict(preset("i"))
+    for col, changed in {"c": {"l2_norm"}, "d": {"block"}, "f": {"pooling"}, "g": {"model"}, "e": {"loss"},
+                         "b": {"loss"}, "robust-reid-2x": {"schedule"}}.items():
+        other = config_to_dict(preset(col))
+        assert {k for k in i if i[k] != other[k]} == changed, col
+
+
+def test_overrides_dotted_and_nested_and_typed():
+    cfg = apply_overrides(preset("i"), parse_set(["loss.triplet_margin=0.3", "schedule.epochs=60", "amp=true",
+                                                   "schedule.milestones=[20,40]", "schedule.warmup_epochs=5"]))
+    assert cfg.loss.triplet_margin == 0.3 and cfg.schedule.epochs == 60 and cfg.amp is True
+    assert cfg.schedule.milestones == (20, 40)
+    assert apply_overrides(cfg, {"loss": {"triplet_margin": "none"}}).loss.triplet_margin is None
+    assert isinstance(apply_overrides(cfg, {"schedule.base_lr": "1"}).schedule.base_lr, float)
+
+
+def test_unknown_and_bad_values_are_errors():
+    with pytest.raises(ValueError, match="unknown config key 'loss.margin'"):
+        apply_overrides(preset("i"), {"loss.margin": 1})
+    with pytest.raises(ValueError, match="unknown config key 'lr'"):
+        apply_overrides(preset("i"), {"lr": 1})
+    with pytest.raises(ValueError, match="amp: expected true or false"):
+        apply_overrides(preset("i"), {"amp": "maybe"})
+    with pytest.raises(ValueError, match="triplet_mining"):
+        apply_overrides(preset("i"), {"loss.triplet_mining": "batch_random"})
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_set(["epochs"])
+    with pytest.raises(ValueError, match="unknown preset 'z'"):
+        preset("z")
+
+
+def test_config_round_trips_through_dict():
+    for name in PRESETS:
+        cfg = preset(name)
+        assert apply_overrides(TrainConfig(), config_to_dict(cfg)) == cfg
+
+
+def test_config_files(tmp_path):
+    (tmp_path / "c.toml").write_text('seed = 3\n[schedule]\nepochs = 40\nmilestones = [20, 30]\n')
+    (tmp_path / "c.json").write_text(json.dumps({"loss": {"label_smoothing": 0.2}}))
+    cfg = apply_overrides(preset("g"), load_config_file(tmp_path / "c.toml"))
+    assert cfg.seed == 3 and cfg.schedule.epochs == 40
+    assert apply_overrides(cfg, load_config_file(tmp_path / "c.json")).loss.label_smoothing == 0.2
+    (tmp_path / "bad.toml").write_text("seed = = 3")
+    with pytest.raises(ValueError, match="bad.toml"):
+        load_config_file(tmp_path / "bad.toml")
+    with pytest.raises(FileNotFoundError, match="nope.toml"):
+        load_config_file(tmp_path / "nope.toml")
+    assert dataclasses.is_dataclass(cfg)
