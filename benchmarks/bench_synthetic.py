@@ -24,9 +24,9 @@ import tempfile
 import time
 
 import numpy as np
-from PIL import Image
 
 from robustreid.datasets import load_dataset
+from robustreid.histogram import MATCHERS, histogram_features
 from robustreid.metrics import evaluate_rank
 from robustreid.synthetic import (
     SynthParams, derive_rng, is_complete, render_crop, sample_camera, sample_identity, write_market1501,
@@ -49,24 +49,9 @@ def bench_render(num_crops):
             "images_per_cpu_s": round(num_crops / cpu_seconds, 1)}
 
 
-def colour_histogram(img_path, centre_grayworld, bins=8):
-    a = np.asarray(Image.open(img_path).convert("RGB"), dtype=np.float32)
-    if centre_grayworld:
-        h, w = a.shape[:2]
-        a = a[h // 12: h - h // 12, w // 4: w - w // 4]
-        a = a / np.maximum(a.reshape(-1, 3).mean(axis=0), 1.0) * 110.0  # gray-world: undo the colour cast
-    parts = np.array_split(a, 4, axis=0) if centre_grayworld else [a]
-    feats = []
-    for part in parts:
-        q = np.clip(part * (bins / 256.0), 0, bins - 1).astype(np.int64)
-        hist = np.bincount(((q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]).ravel(), minlength=bins ** 3)
-        feats.append(np.sqrt(hist / hist.sum()))  # Hellinger: Euclidean distance of square roots
-    return np.concatenate(feats)
-
-
-def bench_histogram(dataset, name, centre_grayworld):
-    q = np.stack([colour_histogram(r.img_path, centre_grayworld) for r in dataset.query])
-    g = np.stack([colour_histogram(r.img_path, centre_grayworld) for r in dataset.gallery])
+def bench_histogram(dataset, name):
+    q = histogram_features(dataset.query, name).astype(np.float64)
+    g = histogram_features(dataset.gallery, name).astype(np.float64)
     distmat = (q ** 2).sum(1)[:, None] + (g ** 2).sum(1)[None, :] - 2.0 * q @ g.T
     q_pids, g_pids = [r.pid for r in dataset.query], [r.pid for r in dataset.gallery]
     q_camids, g_camids = [r.camid for r in dataset.query], [r.camid for r in dataset.gallery]
@@ -97,8 +82,8 @@ def main():
                           "images_per_cpu_s": None if reused else round(num_images / cpu_seconds, 1)}),
               flush=True)
         dataset = load_dataset("market1501", out)
-        for name, centre_grayworld in (("rgb_hist", False), ("rgb_hist_centre_gw", True)):
-            print(json.dumps(bench_histogram(dataset, name, centre_grayworld)), flush=True)
+        for name in MATCHERS:
+            print(json.dumps(bench_histogram(dataset, name)), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,34 @@
+"""The colour-histogram baseline against a hand-computed histogram."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from robustreid.datasets import Record
+from robustreid.histogram import colour_histogram, histogram_features
+
+
+def test_whole_crop_histogram_by_hand(tmp_path):
+    img = np.zeros((4, 2, 3), dtype=np.uint8)
+    img[:2] = (255, 0, 0)  # half red, half black
+    path = tmp_path / "a.png"
+    Image.fromarray(img).save(path)
+    h = colour_histogram(str(path), centre_grayworld=False)
+    expected = np.zeros(512)
+    expected[(7 * 8 + 0) * 8 + 0] = 0.5  # red -> bin (7, 0, 0)
+    expected[0] = 0.5
+    np.testing.assert_allclose(h, np.sqrt(expected))
+
+
+def test_grayworld_cancels_a_global_cast(tmp_path):
+    rng = np.random.default_rng(0)
+    img = rng.integers(40, 200, size=(48, 24, 3)).astype(np.float32)
+    cast = img * np.array([1.3, 1.0, 0.7])
+    for name, a in (("plain.png", img), ("cast.png", cast)):
+        Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).save(tmp_path / name)
+    records = [Record(str(tmp_path / n), 0, 0) for n in ("plain.png", "cast.png")]
+    raw = histogram_features(records, "rgb_hist")
+    gw = histogram_features(records, "rgb_hist_centre_gw")
+    assert np.linalg.norm(gw[0] - gw[1]) < 0.5 * np.linalg.norm(raw[0] - raw[1])
+    with pytest.raises(ValueError, match="matcher must be one of"):
+        histogram_features(records, "hsv")
