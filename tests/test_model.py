@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from robustreid.attention import HardAttention, crop_regions
-from robustreid.layers import GeM, ShuffleA, ShuffleB, channel_shuffle, global_pool
+from robustreid.layers import GeM, ShuffleA, ShuffleB, channel_shuffle, concat_shuffle, global_pool
 from robustreid.model import MODELS, Architecture, build_model, list_models
 from robustreid.profile import count_macs, count_params
 
@@ -210,6 +210,13 @@ def test_channel_shuffle_matches_index_loop():
     torch.testing.assert_close(channel_shuffle(x, groups), expected)
     with pytest.raises(ValueError, match="equal groups"):
         channel_shuffle(x, 5)
+
+
+def test_concat_shuffle_equals_cat_then_shuffle():
+    a, b = torch.randn(2, 6, 3, 4), torch.randn(2, 6, 3, 4)
+    torch.testing.assert_close(concat_shuffle(a, b), channel_shuffle(torch.cat([a, b], dim=1), 2), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="one shape"):
+        concat_shuffle(a, b[:, :4])
 
 
 def test_gem_matches_equation_6():
