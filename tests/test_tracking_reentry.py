@@ -1,0 +1,154 @@
+"""Tests for robustreid.tracking.reentry: threshold calibration, joint matching, the room tracker."""
+
+import numpy as np
+import pytest
+
+from robustreid.tracking.reentry import (
+    ReentryConfig,
+    ReentryGallery,
+    RoomTracker,
+    calibrate_threshold,
+    match_entries,
+)
+from robustreid.tracking.tracker import TrackerConfig
+
+EA, EB, EC, ED = np.eye(5)[:4]
+
+
+def box(cx, cy=200.0, w=40.0, h=100.0):
+    return [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+
+
+def frame(*dets):
+    """dets: (cx, embedding) pairs -> the (boxes, scores, embeddings) input of one camera."""
+    boxes = np.array([box(cx) for cx, _ in dets]).reshape(-1, 4)
+    return boxes, np.full(len(dets), 0.9), (np.stack([e for _, e in dets]) if dets else None)
+
+
+# ------------------------------------------------------------------------------------ calibration
+def test_calibrate_threshold_by_hand():
+    impostor = np.arange(1, 11) / 10  # 0.1 .. 1.0
+    genuine = [0.05, 0.15, 0.25]
+    cal = calibrate_threshold(genuine, impostor, far=0.1)  # one impostor of ten may pass: 0.1
+    assert 0.1 <= cal.threshold < 0.2
+    assert cal.far == pytest.approx(0.1) and cal.tar == pytest.approx(2 / 3)
+    cal = calibrate_threshold(genuine, impostor, far=0.0)  # no impostor may pass
+    assert 0.05 <= cal.threshold < 0.1 and cal.far == 0 and cal.tar == pytest.approx(1 / 3)
+    # ties: the second-closest impostor equals the closest, so accepting "one" would accept two
+    cal = calibrate_threshold(genuine, [0.2, 0.2] + [0.9] * 8, far=0.1)
+    assert cal.threshold < 0.2 and cal.far == 0
+    with pytest.raises(ValueError, match="far must be in"):
+        calibrate_threshold(genuine, impostor, far=1.0)
+    with pytest.raises(ValueError, match="impostor_distances"):
+        calibrate_threshold(genuine, [])
+
+
+# -------------------------------------------------------------------------------- joint matching
+def test_simultaneous_entries_are_matched_jointly():
+    # Gallery: A = e1, B = (0.8, 0.6). Queries with cosines q1: A 0.90, B 0.88; q2: A 0.89, B 0.50,
+    # i.e. distances q1: (0.10, 0.12), q2: (0.11, 0.50). Greedy gives q1 -> A and leaves q2 without a
+    # match within 0.2; the joint assignment gives q1 -> B, q2 -> A (both within 0.2).
+    a = np.array([1.0, 0, 0, 0])
+    b = np.array([0.8, 0.6, 0, 0])
+    y1 = (0.88 - 0.8 * 0.90) / 0.6
+    q1 = np.array([0.90, y1, np.sqrt(1 - 0.90**2 - y1**2), 0])
+    y2 = (0.50 - 0.8 * 0.89) / 0.6
+    q2 = np.array([0.89, y2, 0, np.sqrt(1 - 0.89**2 - y2**2)])
+    banks = [a[None], b[None]]
+    assigned, dist = match_entries(np.stack([q1, q2]), banks, max_distance=0.2)
+    assert assigned.tolist() == [1, 0]
+    np.testing.assert_allclose(dist, [0.12, 0.11], atol=1e-12)
+    # at 0.115 only A is admissible, for both: the cheaper pair q1 -> A wins and q2 stays unmatched,
+    # its distance then being that of its nearest candidate
+    assigned, dist = match_entries(np.stack([q1, q2]), banks, max_distance=0.115)
+    assert assigned.tolist() == [0, -1]
+    np.testing.assert_allclose(dist, [0.10, 0.11], atol=1e-12)
+    # excluded pairs are never assigned
+    allowed = np.array([[True, False], [False, True]])
+    assigned, _ = match_entries(np.stack([q1, q2]), banks, max_distance=0.2, allowed=allowed)
+    assert assigned.tolist() == [0, -1]
+    # nearest of several stored embeddings counts
+    assigned, dist = match_entries(q2[None], [np.stack([b, a])], max_distance=0.2)
+    assert assigned.tolist() == [0] and dist[0] == pytest.approx(0.11)
+
+
+def test_gallery_assigns_and_opens_identities():
+    gallery = ReentryGallery(max_descriptors=3)
+    a = gallery.new_identity(np.tile(EA, (2, 1)))
+    b = gallery.new_identity(np.tile(EB, (2, 1)))
+    out = gallery.assign([np.stack([EA, EA + 0.1 * EC]), np.tile(EC, (3, 1))], excluded=[], max_distance=0.2)
+    assert out[0][:2] == (a, False) and out[1][:2] == (3, True)
+    assert gallery.bank(a).shape == (3, 5)  # 2 + 2 embeddings, the latest 3 kept
+    # an identity still inside is not a candidate, even when it looks right
+    out = gallery.assign([np.tile(EB, (2, 1))], excluded=[b], max_distance=0.2)
+    assert out[0][:2] == (4, True)
+    with pytest.raises(ValueError, match="has no embeddings"):
+        gallery.assign([np.empty((0, 0))], excluded=[], max_distance=0.2)
+
+
+# ------------------------------------------------------------------------------------ room tracker
+def test_room_reentry_matches_the_right_identity_and_opens_a_new_one():
+    cfg = TrackerConfig(max_frames_lost=3)
+    room = RoomTracker([0], cfg, ReentryConfig(max_distance=0.2, entry_descriptors=3))
+    noisy_a = (EA + 0.05 * ED) / np.linalg.norm(EA + 0.05 * ED)
+    steps = [frame((100, EA), (400, EB)) for _ in range(10)]  # A and B inside
+    steps += [frame((400, EB)) for _ in range(10)]  # A leaves (its track ends at step 14)
+    steps += [frame((250, noisy_a), (400, EB), (600, EC)) for _ in range(5)]  # A returns; C is new
+    for inputs in steps:
+        room.step({0: inputs})
+    room.finish()
+    summary = [(d.step, d.track_id, d.identity, d.is_new) for d in room.decisions]
+    # entries are decided on the 3rd embedding: A (track 1) and B (track 2) at step 3 open 1 and 2;
+    # at step 23 the returning A (track 3) gets identity 1 back and C (track 4) opens identity 3.
+    assert summary == [(3, 1, 1, True), (3, 2, 2, True), (23, 3, 1, False), (23, 4, 3, True)]
+    assert room.decisions[2].distance == pytest.approx(1 - 1 / np.linalg.norm([1, 0.05]))
+    rows = room.results(0)
+    by_x = {round(x + 20): set(rows[rows[:, 2] == x, 1].astype(int)) for x in np.unique(rows[:, 2])}
+    assert by_x == {100: {1}, 250: {1}, 400: {2}, 600: {3}}
+
+
+def test_entry_query_is_the_mean_of_the_first_embeddings():
+    # The entering track's first 3 embeddings are A, A, B: their mean direction (2, 1) / sqrt(5) is at
+    # cosine distance 1 - 2 / sqrt(5) = 0.106 from A (accepted at 0.15), whereas the last one alone, or
+    # the later ones, are at distance 1 (rejected).
+    gallery = ReentryGallery()
+    a = gallery.new_identity(EA[None])
+    first = np.stack([EA, EA, EB])  # mean direction (2, 1) / sqrt(5): cos to A 0.894, to B 0.447
+    later = np.tile(EB, (5, 1))
+    out = gallery.assign([first], excluded=[], max_distance=0.15)
+    assert out[0][0] == a and out[0][2] == pytest.approx(1 - 2 / np.sqrt(5))
+    room = RoomTracker([0], TrackerConfig(), ReentryConfig(max_distance=0.15, entry_descriptors=3))
+    room.gallery.new_identity(EA[None])  # someone who left before the sequence started
+    for e in list(first) + list(later):
+        room.step({0: frame((100, e / np.linalg.norm(e)))})
+    assert [(d.identity, d.is_new) for d in room.decisions] == [(1, False)]
+
+
+def test_room_identities_are_global_across_cameras():
+    room = RoomTracker([1, 2], TrackerConfig(), ReentryConfig(max_distance=0.2, entry_descriptors=2))
+    for t in range(6):
+        cam2 = frame((300, EA), (500, EB)) if t >= 3 else frame((500, EB))
+        room.step({1: frame((100, EA)), 2: cam2})
+    room.finish()
+    # A inside camera 1 can appear in camera 2 under the same identity; B is new
+    assert room.identity_of(1, 1) == 1 and room.identity_of(2, 1) == 2 and room.identity_of(2, 2) == 1
+    assert set(room.results(2)[:, 1].astype(int)) == {1, 2}
+
+
+def test_room_without_reid_opens_an_identity_per_track_and_checks_inputs():
+    room = RoomTracker([0], TrackerConfig(use_reid=False, max_frames_lost=1))
+    for inputs in [frame((100, EA))] * 3 + [frame()] * 3 + [frame((100, EA))] * 3:
+        room.step({0: inputs})
+    assert [(d.identity, d.is_new) for d in room.decisions] == [(1, True), (2, True)]
+    with pytest.raises(ValueError, match=r"expected cameras \[0\]"):
+        room.step({1: frame()})
+    pending = RoomTracker([0], TrackerConfig(), ReentryConfig(max_distance=0.2, entry_descriptors=5))
+    for _ in range(3):
+        pending.step({0: frame((100, EA))})
+    with pytest.raises(RuntimeError, match="call finish"):
+        pending.results(0)
+    assert pending.results(0, track_ids=True)[:, 1].tolist() == [1, 1]
+    assert [d.identity for d in pending.finish()] == [1]
+    assert pending.results(0)[:, 1].tolist() == [1, 1]
+    with pytest.raises(ValueError, match="max_distance"):
+        ReentryConfig(max_distance=-0.1)

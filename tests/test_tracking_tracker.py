@@ -1,0 +1,215 @@
+"""Tests for robustreid.tracking.tracker: association on hand-built frames, primitives, the embedding hook."""
+
+import numpy as np
+import pytest
+import torch
+
+from robustreid.tracking.tracker import (
+    CropEmbedder,
+    ReIDFeatureAdapter,
+    Tracker,
+    TrackerConfig,
+    box_iou,
+    crop_boxes,
+    linear_assignment,
+)
+
+EA, EB, EC = np.eye(4)[:3]  # three people who look nothing alike
+
+
+def box(cx, cy=200.0, w=40.0, h=100.0):
+    return [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+
+
+def run(tracker, frames):
+    """frames: list of [(cx, embedding), ...]; returns per frame {detection index: track id}."""
+    out = []
+    for dets in frames:
+        boxes = np.array([box(cx) for cx, _ in dets]).reshape(-1, 4)
+        feats = np.stack([e for _, e in dets]) if dets else None
+        res = tracker.update(boxes, np.full(len(dets), 0.9), feats)
+        out.append(dict(zip(res.det_indices.tolist(), res.track_ids.tolist())))
+    return out
+
+
+# ------------------------------------------------------------------------------------- primitives
+def test_box_iou_by_hand():
+    a = [[0, 0, 10, 10]]
+    b = [[5, 0, 15, 10], [20, 20, 30, 30], [0, 0, 10, 10], [2, 2, 4, 4]]
+    # overlap 5x10 = 50, union 100 + 100 - 50 = 150; disjoint; identical; inside (4 / 100)
+    np.testing.assert_allclose(box_iou(a, b), [[1 / 3, 0, 1, 0.04]])
+    assert box_iou(np.empty((0, 4)), b).shape == (0, 4)
+
+
+def test_linear_assignment_prefers_more_admissible_pairs():
+    # Row 0 alone would take column 0 (0.10); matching both rows needs 0-1 and 1-0 (0.15 + 0.19).
+    cost = np.array([[0.10, 0.15], [0.19, np.inf]])
+    matches, rows, cols = linear_assignment(cost, max_cost=0.2)
+    assert sorted(map(tuple, matches.tolist())) == [(0, 1), (1, 0)]
+    assert len(rows) == len(cols) == 0
+    # above the threshold nothing is matched, and empty inputs are fine
+    matches, rows, cols = linear_assignment(np.array([[0.5, 0.3]]), max_cost=0.2)
+    assert len(matches) == 0 and rows.tolist() == [0] and cols.tolist() == [0, 1]
+    matches, rows, cols = linear_assignment(np.empty((0, 3)), max_cost=0.2)
+    assert len(matches) == 0 and cols.tolist() == [0, 1, 2]
+
+
+# ---------------------------------------------------------------------------------- association
+def crossing_frames():
+    """A walks right from x=100, B left from x=180 at 4 px / frame; they meet (same box) at frame 11
+    and turn back. A constant-velocity prediction then sits on the other person."""
+    frames = []
+    for t in range(21):
+        a, b = (100 + 4 * t, 180 - 4 * t) if t <= 10 else (140 - 4 * (t - 10), 140 + 4 * (t - 10))
+        frames.append([(a, EA), (b, EB)])
+    return frames
+
+
+def test_crossing_paths_iou_swaps_appearance_keeps():
+    motion = run(Tracker(TrackerConfig(use_reid=False)), crossing_frames())
+    reid = run(Tracker(TrackerConfig(use_reid=True)), crossing_frames())
+    for out in (motion, reid):
+        assert out[0] == {}  # tracks are confirmed on their second hit
+        assert out[1] == {0: 1, 1: 2}  # A -> 1, B -> 2
+    assert motion[-1] == {0: 2, 1: 1}  # IoU alone: the identities swapped after the turn
+    assert all(out == {0: 1, 1: 2} for out in reid[1:])  # appearance: never swapped
+
+
+def test_lost_track_is_refound_by_appearance():
+    # A walks right for 10 frames, is missed for 8 frames, reappears where it would be; B stays put.
+    frames = [[(100 + 5 * t, EA), (400, EB)] for t in range(10)]
+    frames += [[(400, EB)] for _ in range(8)]
+    frames += [[(100 + 5 * t, EA), (400, EB)] for t in range(18, 22)]
+    tracker = Tracker(TrackerConfig(max_frames_lost=30))
+    out = run(tracker, frames[:18])
+    assert out[9] == {0: 1, 1: 2}
+    assert all(o == {0: 2} for o in out[10:18])  # A is lost, not reported
+    assert {t.track_id: t.state for t in tracker.tracks} == {2: "tracked", 1: "lost"}
+    out = run(tracker, frames[18:])
+    assert all(o == {0: 1, 1: 2} for o in out)  # found again under its old id
+    assert tracker.track(1).state == "tracked"
+
+
+def test_lost_too_long_ends_and_a_new_track_starts():
+    frames = [[(100 + 5 * t, EA)] for t in range(5)] + [[] for _ in range(4)] + [[(125 + 5 * 4, EA)]] * 3
+    tracker = Tracker(TrackerConfig(max_frames_lost=3))
+    ended = []
+    for t, dets in enumerate(frames, start=1):
+        boxes = np.array([box(cx) for cx, _ in dets]).reshape(-1, 4)
+        res = tracker.update(boxes, np.full(len(dets), 0.9), np.stack([e for _, e in dets]) if dets else None)
+        if res.ended:
+            ended.append((t, res.ended))
+    # last matched at frame 5; removed when frame - 5 > 3, i.e. at frame 9, with its 5 embeddings
+    assert len(ended) == 1 and ended[0][0] == 9 and list(ended[0][1]) == [1]
+    np.testing.assert_allclose(ended[0][1][1], np.tile(EA, (5, 1)))
+    assert res.track_ids.tolist() == [2]
+
+
+def test_bank_keeps_the_latest_embeddings_oldest_first():
+    tracker = Tracker(TrackerConfig(use_reid=False, max_descriptors=3))
+    feats = np.eye(6)[:5]
+    for k in range(5):  # one person standing still, a different (orthogonal) embedding every frame
+        tracker.update(np.array([box(100)]), [0.9], feats[k:k + 1])
+    np.testing.assert_array_equal(tracker.track(1).descriptors, feats[2:5])
+
+
+def test_appearance_match_is_gated_by_motion():
+    # Same look, but the second person appears 300 px away from the predicted position: a new track.
+    tracker = Tracker(TrackerConfig())
+    out = run(tracker, [[(100, EA)], [(100, EA)], [(100, EA)], [], [(400, EA)], [(400, EA)]])
+    assert out[2] == {0: 1}
+    assert out[5] == {0: 2}
+    assert {t.track_id: t.state for t in tracker.tracks} == {2: "tracked", 1: "lost"}
+
+
+def test_scores_filter_candidates_and_births():
+    cfg = TrackerConfig(min_det_score=0.4, min_new_track_score=0.6)
+    tracker = Tracker(cfg)
+    boxes = np.array([box(100), box(300)])
+    # 0.5 is a candidate but too weak to start a track; 0.3 is not even a candidate
+    res = tracker.update(boxes, [0.9, 0.5], np.stack([EA, EB]))
+    res = tracker.update(boxes, [0.9, 0.5], np.stack([EA, EB]))
+    assert res.track_ids.tolist() == [1] and res.confirmed == (1,)
+    res = tracker.update(boxes, [0.5, 0.9], np.stack([EA, EB]))  # a weak detection continues track 1
+    assert res.track_ids.tolist() == [1] and res.confirmed == ()
+    res = tracker.update(boxes, [0.3, 0.9], np.stack([EA, EB]))
+    assert res.track_ids.tolist() == [2] and res.confirmed == (2,)
+
+
+def test_unconfirmed_track_is_dropped_after_a_miss():
+    tracker = Tracker(TrackerConfig())
+    out = run(tracker, [[(100, EA)], [], [(100, EA)], [(100, EA)]])
+    assert out == [{}, {}, {}, {0: 2}]
+    res = Tracker(TrackerConfig(confirm_hits=1)).update(np.array([box(100)]), [0.9], EA[None])
+    assert res.track_ids.tolist() == [1] and res.confirmed == (1,)
+
+
+def test_mot_rows_and_motion_only_without_embeddings():
+    tracker = Tracker(TrackerConfig(use_reid=False))
+    for _ in range(2):
+        res = tracker.update(np.array([[10, 20, 50, 120]]), [0.8])
+    np.testing.assert_allclose(res.mot_rows(), [[2, 1, 10, 20, 40, 100, 0.8]])
+
+
+def test_bad_frames_and_config():
+    tracker = Tracker(TrackerConfig())
+    with pytest.raises(ValueError, match="embeddings: required"):
+        tracker.update(np.array([box(100)]), [0.9])
+    with pytest.raises(ValueError, match=r"expected shape \(1, D\)"):
+        tracker.update(np.array([box(100)]), [0.9], np.ones((2, 4)))
+    with pytest.raises(ValueError, match=r"scores: expected shape \(1,\)"):
+        tracker.update(np.array([box(100)]), [0.9, 0.8], EA[None])
+    with pytest.raises(ValueError, match=r"boxes_xyxy\[0\]"):
+        tracker.update(np.array([[10, 10, 5, 20]]), [0.9], EA[None])
+    with pytest.raises(ValueError, match="all zeros"):
+        tracker.update(np.array([box(100)]), [0.9], np.zeros((1, 4)))
+    with pytest.raises(ValueError, match="max_iou_distance"):
+        TrackerConfig(max_iou_distance=1.5)
+    with pytest.raises(ValueError, match="max_frames_lost"):
+        TrackerConfig(max_frames_lost=-1)
+
+
+# --------------------------------------------------------------------------------- embedding hook
+def _image():
+    """A 20x30 RGB image whose pixel (r, c) is (r, c, 7)."""
+    rows, cols = np.mgrid[0:20, 0:30]
+    return np.stack([rows, cols, np.full_like(rows, 7)], axis=-1).astype(np.uint8)
+
+
+def test_crop_boxes_rounds_outward_and_clips():
+    crops = crop_boxes(_image(), [[2.5, 3.2, 6.1, 8.0], [-5, -5, 3, 2], [25, 15, 40, 40]])
+    assert [c.shape for c in crops] == [(5, 5, 3), (2, 3, 3), (5, 5, 3)]
+    assert crops[0][0, 0].tolist() == [3, 2, 7] and crops[0][-1, -1].tolist() == [7, 6, 7]
+    assert crops[2][0, 0].tolist() == [15, 25, 7]
+    with pytest.raises(ValueError, match=r"boxes_xyxy\[1\].*no pixel inside the 30x20 image"):
+        crop_boxes(_image(), [[0, 0, 5, 5], [31, 0, 40, 10]])
+
+
+def mean_colour_extractor(calls):
+    def extractor(crops):
+        calls.append(len(crops))
+        return torch.tensor(np.stack([c.reshape(-1, 3).mean(axis=0) for c in crops]), dtype=torch.float32)
+    return extractor
+
+
+def test_crop_embedder_batches_and_normalises():
+    calls = []
+    embed = CropEmbedder(mean_colour_extractor(calls))
+    boxes = [[0, 0, 10, 10], [20, 10, 30, 20]]
+    feats = embed(_image(), boxes)
+    assert calls == [2] and feats.dtype == np.float32 and feats.shape == (2, 3)
+    expected = np.array([[4.5, 4.5, 7], [14.5, 24.5, 7]])
+    np.testing.assert_allclose(feats, expected / np.linalg.norm(expected, axis=1, keepdims=True), rtol=1e-6)
+    assert embed(_image(), np.empty((0, 4))).shape == (0, 3)
+    with pytest.raises(ValueError, match="HxWx3 uint8"):
+        embed(_image().astype(np.float32), boxes)
+    with pytest.raises(ValueError, match=r"extractor returned shape \(1, 3\) for 2 crops"):
+        CropEmbedder(lambda crops: np.ones((1, 3)))(_image(), boxes)
+
+
+def test_get_features_adapter_takes_bgr():
+    rgb = _image()
+    boxes = np.array([[0, 0, 10, 10], [20, 10, 30, 20]], dtype=float)
+    adapter = ReIDFeatureAdapter(mean_colour_extractor([]))
+    feats = adapter.get_features(boxes, np.ascontiguousarray(rgb[..., ::-1]))
+    np.testing.assert_allclose(feats, CropEmbedder(mean_colour_extractor([]))(rgb, boxes), rtol=1e-6)
