@@ -239,6 +239,9 @@ class ReidImageDataset(Dataset):
 
     The default collate turns a batch into ``(imgs [B, 3, H, W], pids [B], camids [B], img_paths list[str])``.
     An unreadable image raises ``ValueError`` (missing: ``FileNotFoundError``) naming the file.
+    The key may be an index, or an ``(index, sample_seed)`` pair (``PKSampler(yield_seeds=True)``): the random
+    transform then draws from a generator seeded with ``sample_seed``, so the augmentation of every sample is a
+    function of (seed, epoch, position) alone, whatever the number of workers, and a resumed run repeats it.
     """
 
     def __init__(self, records: Sequence[Record], transform):
@@ -250,9 +253,13 @@ class ReidImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int, str]:
-        img_path, pid, camid = self.records[index]
-        return self.transform(read_image(img_path)), pid, camid, img_path
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int, int, str]:
+        generator = None
+        if isinstance(key, tuple):
+            key, sample_seed = key
+            generator = torch.Generator().manual_seed(int(sample_seed))
+        img_path, pid, camid = self.records[key]
+        return self.transform(read_image(img_path), generator), pid, camid, img_path
 
 
 class PKSampler(Sampler[int]):
@@ -270,7 +277,8 @@ class PKSampler(Sampler[int]):
     ``r`` takes identities ``[r * batch_p, (r + 1) * batch_p)``, so ranks never share an identity in a step.
     Deterministic for ``(seed, epoch)``; call ``set_epoch(epoch)`` before each epoch (like
     ``DistributedSampler``). ``len()`` is the number of indices this rank yields per epoch (a multiple of
-    ``batch_p * batch_k``).
+    ``batch_p * batch_k``). With ``yield_seeds=True`` it yields ``(index, sample_seed)`` pairs instead, the
+    seeds drawn from a separate stream of ``(seed, epoch, rank)`` (see ``ReidImageDataset``).
     """
 
     def __init__(
@@ -281,6 +289,7 @@ class PKSampler(Sampler[int]):
         seed: int = 0,
         num_replicas: int = 1,
         rank: int = 0,
+        yield_seeds: bool = False,
     ):
         if batch_p < 1 or batch_k < 1:
             raise ValueError(f"batch_p={batch_p}, batch_k={batch_k}: expected both >= 1")
@@ -301,6 +310,7 @@ class PKSampler(Sampler[int]):
         self.batch_p, self.batch_k = batch_p, batch_k
         self.seed, self.epoch = int(seed), 0
         self.num_replicas, self.rank = num_replicas, rank
+        self.yield_seeds = yield_seeds
         self.num_batches = int(self.chunks_per_pid.sum()) // ids_per_step
 
     def set_epoch(self, epoch: int) -> None:
@@ -334,6 +344,7 @@ class PKSampler(Sampler[int]):
 
     def __iter__(self):
         rng = np.random.default_rng([self.seed, self.epoch])
+        seed_rng = np.random.default_rng([self.seed, self.epoch, self.rank, 1])
         chunks = self._epoch_chunks(rng)
         remaining = np.array([len(c) for c in chunks])
         ids_per_step = self.batch_p * self.num_replicas
@@ -353,8 +364,11 @@ class PKSampler(Sampler[int]):
                     batch.append(chunks[pid_index][remaining[pid_index]])
                 else:
                     batch.append(self._random_chunk(rng, self.indices_per_pid[pid_index]))
-            for chunk in batch[self.rank * self.batch_p:(self.rank + 1) * self.batch_p]:
-                yield from chunk.tolist()
+            indices = np.concatenate(batch[self.rank * self.batch_p:(self.rank + 1) * self.batch_p]).tolist()
+            if self.yield_seeds:
+                yield from zip(indices, seed_rng.integers(0, 2**63 - 1, size=len(indices)).tolist())
+            else:
+                yield from indices
 
 
 def _seed_for(seed: int, rank: int) -> int:
@@ -377,7 +391,7 @@ def build_train_loader(
     Yields ``(imgs, pids, camids, img_paths)``. Call ``loader.sampler.set_epoch(epoch)`` before each epoch.
     ``records`` should carry training pids (``dataset.train``); ``erasing`` defaults to the paper's setting.
     """
-    sampler = PKSampler([r.pid for r in records], batch_p, batch_k, seed, num_replicas, rank)
+    sampler = PKSampler([r.pid for r in records], batch_p, batch_k, seed, num_replicas, rank, yield_seeds=True)
     dataset = ReidImageDataset(records, TrainTransform(data_config, erasing=erasing))
     return DataLoader(
         dataset,
@@ -387,7 +401,7 @@ def build_train_loader(
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         pin_memory=torch.cuda.is_available(),
-        # Seeds the workers' torch RNG (base_seed + worker_id), hence the augmentation; distinct per rank.
+        # Augmentation draws from per-sample seeds (yield_seeds above); this only fixes the workers' own RNG.
         generator=torch.Generator().manual_seed(_seed_for(seed, rank)),
     )
 
