@@ -214,7 +214,12 @@ def test_channel_shuffle_matches_index_loop():
 
 def test_concat_shuffle_equals_cat_then_shuffle():
     a, b = torch.randn(2, 6, 3, 4), torch.randn(2, 6, 3, 4)
-    torch.testing.assert_close(concat_shuffle(a, b), channel_shuffle(torch.cat([a, b], dim=1), 2), rtol=0, atol=0)
+    expected = channel_shuffle(torch.cat([a, b], dim=1), 2)
+    torch.testing.assert_close(concat_shuffle(a, b), expected, rtol=0, atol=0)
+    cl = torch.channels_last
+    out = concat_shuffle(a.contiguous(memory_format=cl), b.contiguous(memory_format=cl))
+    assert out.is_contiguous(memory_format=cl)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
     with pytest.raises(ValueError, match="one shape"):
         concat_shuffle(a, b[:, :4])
 

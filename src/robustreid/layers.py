@@ -51,7 +51,11 @@ def concat_shuffle(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if a.shape != b.shape:
         raise ValueError(f"concat_shuffle: both halves need one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     batch, channels, height, width = a.shape
-    return torch.stack([a, b], dim=2).view(batch, 2 * channels, height, width)
+    if a.is_contiguous(memory_format=torch.channels_last) and not a.is_contiguous():
+        # NHWC storage: interleave along the innermost (channel) axis, keep the channels_last layout.
+        nhwc = torch.stack([a.permute(0, 2, 3, 1), b.permute(0, 2, 3, 1)], dim=-1)
+        return nhwc.view(batch, height, width, 2 * channels).permute(0, 3, 1, 2)
+    return torch.stack([a, b], dim=2).reshape(batch, 2 * channels, height, width)
 
 
 def conv_bn_act(
