@@ -75,7 +75,8 @@ def test_default_return_is_cmc_and_map():
 
 
 def test_two_queries_average_and_cmc_padding():
-    # Query 2 (pid 2, camera 0): pid2 cam1 entry is at 0.05 -> rank 1, AP 1, mINP 1.
+    # Query 2 (pid 2, camera 0): pid2 cam1 entry is at 0.05 -> rank 1, AP 1, mINP 1. Query 1 has only
+    # four valid gallery entries, so its CMC at rank 5 carries the 1 from rank 2.
     dist = np.vstack([HAND_DIST, [[0.9, 0.05, 0.8, 0.7, 0.6]]])
     cmc, mean_ap, minp = evaluate_rank(dist, [1, 2], HAND_G_PIDS, [0, 0], HAND_G_CAMIDS, max_rank=5,
                                        return_minp=True)

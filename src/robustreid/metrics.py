@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["compute_distmat", "evaluate_rank", "evaluate_features"]
+__all__ = ["METRICS", "compute_distmat", "evaluate_rank", "evaluate_features"]
 
 METRICS = ("euclidean", "cosine")
 
