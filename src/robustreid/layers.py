@@ -169,7 +169,8 @@ class GeM(nn.Module):
     """Generalised-mean pooling, paper Eq. 6: ``(mean_i x_i^p)^(1/p)`` over each map, p learnable (init 3).
 
     p -> 1 is average pooling, p -> inf max pooling. One exponent per layer, shared by all channels.
-    Inputs are clamped to ``eps`` so the fractional power stays finite. ``(B, C, H, W) -> (B, C)``.
+    Inputs are clamped to ``eps`` so the fractional power stays finite, and scaled by their maximum so the
+    power cannot overflow. ``(B, C, H, W) -> (B, C)``.
     """
 
     def __init__(self, p: float = 3.0, eps: float = 1e-6):
@@ -180,7 +181,12 @@ class GeM(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.clamp(min=self.eps).pow(self.p).mean(dim=(2, 3)).pow(1.0 / self.p)
+        # Computed as m * mean((x / m)^p)^(1/p) with m the map's maximum, which is the same value but cannot
+        # overflow: early in training (BatchNorm running statistics not settled) activations of 1e13 occur,
+        # and their cube is inf in float32.
+        x = x.clamp(min=self.eps)
+        peak = x.amax(dim=(2, 3), keepdim=True).detach()
+        return (x / peak).pow(self.p).mean(dim=(2, 3)).pow(1.0 / self.p) * peak.flatten(1)
 
     def extra_repr(self) -> str:
         return f"p={self.p.item():.4f}, eps={self.eps}"

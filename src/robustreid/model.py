@@ -200,14 +200,20 @@ class ReIDNet(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
+        arch = self.arch
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        # Bag of Tricks initialises the identity classifiers with std 0.001 on features of norm ~sqrt(dim). On
+        # the unit-norm features of Robust-ReID (Figure 4) that would leave the logits, and the ID loss's gradient
+        # to the features, ~0 for hundreds of iterations; rows of norm ~8 (std 8/sqrt(feat_dim)) start the
+        # logits in the range of a scaled cosine classifier instead. (Our choice; the paper gives no init.)
+        std = 8.0 / arch.feat_dim**0.5 if arch.l2_norm else 0.001
         for clf in self.classifiers:
-            nn.init.normal_(clf.weight, std=0.001)
+            nn.init.normal_(clf.weight, std=std)
             if clf.bias is not None:
                 nn.init.zeros_(clf.bias)
 
