@@ -109,9 +109,11 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    swag_max_rank: int = 15  # low-rank SWAG deviation columns (0 = diagonal only)
+    # SWAG (Section 3.1: "SWA solution and diagonal covariance"): diagonal only by default, sampled at scale 1
+    # (Maddox et al.'s SWAG-Diagonal); max_rank K > 1 adds the low-rank term (then scale 0.5 is theirs).
+    swag_max_rank: int = 0
     swag_bma_samples: int = 10  # Bayesian model averaging samples at the final evaluation (0 = SWA mean only)
-    swag_scale: float = 0.5
+    swag_scale: float = 1.0
     eval_every_epochs: int = 10  # 0 = only at the end
     seed: int = 0
     amp: bool = False  # bfloat16 autocast on CPU, float16 on CUDA

@@ -1,0 +1,373 @@
+"""Training with the paper's recipe (Section 3.1, Section 4 implementation details): a plain loop.
+
+``fit(cfg, dataset, out_dir)`` runs the phases in order:
+
+1. set up: seed, (optional) process group for ``torchrun``, model, PK loader, SGD, losses;
+2. resume from ``out_dir/last.pt`` if asked (model, optimiser, epoch, SWAG state, history);
+3. the main stage, epochs ``[0, schedule.epochs)`` at the Eq. 1 learning rate, evaluating every
+   ``eval_every_epochs`` and keeping ``best.pt`` (by mAP) and ``last.pt``;
+4. the SWAG stage (Section 3.1), epochs ``[schedule.epochs, schedule.total_epochs)`` on cosine cycles, a snapshot
+   collected at the end of each cycle;
+5. the end: with SWAG, the SWA mean (BatchNorm statistics refreshed) becomes the model, evaluated alone and with
+   Bayesian model averaging; a summary is returned and written to ``summary.json``.
+
+The learning rate of every iteration is ``schedule.lr_at(epoch + i / iters, cfg.schedule)`` (a pure function);
+the loop only assigns it. ``last.pt`` is written atomically at the end of every epoch, so a run killed at any
+moment resumes from its last finished epoch, and - on CPU, whose kernels are deterministic - ends with exactly
+the weights of an uninterrupted run (the sampler and every sample's augmentation are functions of the seed and
+the epoch only). A NaN or infinite loss stops the run with a clear message and leaves ``last.pt`` untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from . import __version__
+from .checkpoint import load_checkpoint, model_from_checkpoint, model_state, save_checkpoint
+from .config import TrainConfig, config_to_dict, apply_overrides
+from .datasets import ReidDataset
+from .loaders import RandomErasing, build_test_loader, build_train_loader
+from .losses import CrossEntropyLabelSmooth, TripletLoss
+from .model import ReIDNet, ReIDOutput, build_model
+from .schedule import lr_at, swag_cycle_end
+
+__all__ = ["TrainingDiverged", "ReIDCriterion", "train_one_epoch", "fit", "config_from_checkpoint"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class ReIDCriterion(nn.Module):
+    """The training objective: ID loss on each branch's logits + triplet loss on each branch's feature."""
+
+    def __init__(self, loss_cfg, num_classes: int):
+        super().__init__()
+        self.id_loss = CrossEntropyLabelSmooth(num_classes, loss_cfg.label_smoothing) if loss_cfg.id_loss else None
+        self.triplet = TripletLoss(loss_cfg.triplet_mining, loss_cfg.triplet_margin) if loss_cfg.triplet else None
+
+    def forward(self, out: ReIDOutput, pids: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        feats = [f for f in (out.global_feat, out.local_feat) if f is not None]
+        logits = [z for z in (out.global_logits, out.local_logits) if z is not None]
+        parts: dict[str, torch.Tensor] = {}
+        if self.id_loss is not None:
+            parts["id_loss"] = sum(self.id_loss(z.float(), pids) for z in logits)
+        if self.triplet is not None:
+            parts["triplet_loss"] = sum(self.triplet(f.float(), pids) for f in feats)
+        total = sum(parts.values())
+        return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+# ---- distributed (torchrun) ---------------------------------------------------------------------------------
+
+
+def _setup_distributed(device: str | None) -> tuple[int, int, torch.device]:
+    """(rank, world_size, device). Under torchrun (WORLD_SIZE > 1) joins the process group: nccl on GPUs,
+    gloo on CPUs; each rank takes the GPU of its LOCAL_RANK."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() and device != "cpu" else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda" and world > 1:
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(dev)
+    return rank, world, dev
+
+
+def _all_reduce_mean(value: float, device: torch.device) -> float:
+    if not dist.is_initialized():
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t) / dist.get_world_size()
+
+
+# ---- one epoch ------------------------------------------------------------------------------------------------
+
+
+def _progress(line: str, stream=sys.stderr) -> None:
+    stream.write("\r" + line[:150].ljust(150))
+    stream.flush()
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader,
+    optimizer: torch.optim.Optimizer,
+    criterion: ReIDCriterion,
+    epoch: int,
+    cfg: TrainConfig,
+    device: torch.device,
+    show_progress: bool = True,
+) -> dict:
+    """One pass over the PK loader; returns the epoch's mean losses, its learning rates and throughput."""
+    model.train()
+    loader.sampler.set_epoch(epoch)
+    iters = len(loader)
+    totals: dict[str, float] = {}
+    seen, start = 0, time.perf_counter()
+    amp_dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
+    lr = lr_at(epoch, cfg.schedule)
+    for i, (imgs, pids, _, _) in enumerate(loader):
+        lr = lr_at(epoch + i / iters, cfg.schedule)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        imgs, pids = imgs.to(device, non_blocking=True), pids.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=cfg.amp):
+            out = model(imgs)
+        loss, parts = criterion(out, pids)
+        if not math.isfinite(loss.item()):
+            raise TrainingDiverged(
+                f"loss became {loss.item()} at epoch {epoch} iteration {i} (lr {lr:.3g}); "
+                "training stopped, the last checkpoint is unchanged"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        seen += len(imgs)
+        for k, v in {"loss": loss.item(), **parts}.items():
+            totals[k] = totals.get(k, 0.0) + v
+        if show_progress:
+            elapsed = time.perf_counter() - start
+            eta = elapsed / (i + 1) * (iters - i - 1)
+            _progress(
+                f"epoch {epoch} [{i + 1}/{iters}] loss {loss.item():.4f} lr {lr:.2e} "
+                f"{seen / elapsed:.1f} img/s ETA {eta:.0f}s"
+            )
+    elapsed = time.perf_counter() - start
+    stats = {k: _all_reduce_mean(v / max(iters, 1), device) for k, v in totals.items()}
+    stats.update(epoch=epoch, lr=lr, images_per_s=seen / elapsed, seconds=elapsed)
+    return stats
+
+
+# ---- evaluation, logging, checkpoints -----------------------------------------------------------------------------
+
+
+def _evaluate(model: nn.Module, dataset: ReidDataset, cfg: TrainConfig, device: torch.device) -> dict:
+    from .evaluate import evaluate
+
+    net = getattr(model, "module", model)
+    result = evaluate(net, dataset, batch_size=cfg.data.test_batch_size, num_workers=cfg.data.num_workers, device=device)
+    return {k: result[k] for k in ("rank1", "rank5", "rank10", "mAP", "mINP", "num_query", "num_gallery")}
+
+
+class _Log:
+    """metrics.jsonl (one JSON object per line) + TensorBoard scalars when tensorboard is installed."""
+
+    def __init__(self, out_dir: Path, enabled: bool):
+        self.path = out_dir / "metrics.jsonl"
+        self.enabled = enabled
+        self.writer = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(out_dir / "tensorboard"))
+            except Exception:  # tensorboard is optional
+                self.writer = None
+
+    def write(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            step = record.get("epoch", 0)
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k != "epoch":
+                    self.writer.add_scalar(f"{record.get('kind', 'train')}/{k}", v, step)
+            self.writer.flush()
+
+
+def _versions() -> dict:
+    return {"robustreid": __version__, "torch": str(torch.__version__), "python": platform.python_version()}
+
+
+def config_from_checkpoint(state: dict) -> TrainConfig:
+    """Rebuild the ``TrainConfig`` a checkpoint was trained with."""
+    return apply_overrides(TrainConfig(), state["config"])
+
+
+def _make_swag(model: nn.Module, cfg: TrainConfig):
+    from .swag import SWAG
+
+    return SWAG(model, max_rank=cfg.swag_max_rank)
+
+
+# ---- the whole run -----------------------------------------------------------------------------------------------
+
+
+def fit(
+    cfg: TrainConfig,
+    dataset: ReidDataset,
+    out_dir: str | os.PathLike,
+    resume: bool = False,
+    device: str | None = None,
+    show_progress: bool = True,
+    log: Callable[[str], None] = print,
+    init_checkpoint: dict | None = None,
+) -> dict:
+    """Train ``cfg`` on ``dataset`` (its ``train`` split; ``query``/``gallery`` for evaluation) into ``out_dir``.
+
+    ``resume``: continue from ``out_dir/last.pt`` (same config required). ``init_checkpoint``: start from these
+    weights at epoch ``cfg.schedule.epochs`` (the SWAG stage on a finished run: ``robustreid swag``).
+    Returns the summary dict (also written to ``out_dir/summary.json``).
+    """
+    out_dir = Path(out_dir)
+    rank, world, dev = _setup_distributed(device)
+    main_process = rank == 0
+    if main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    show_progress = show_progress and main_process
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+    # 1. set up
+    torch.manual_seed(cfg.seed)
+    num_classes = dataset.num_train_pids
+    model = build_model(cfg.model, num_classes, **cfg.model_options()).to(dev)
+    loader = build_train_loader(
+        dataset.train,
+        model.data_config,
+        batch_p=cfg.data.batch_p,
+        batch_k=cfg.data.batch_k,
+        num_workers=cfg.data.num_workers,
+        seed=cfg.seed,
+        num_replicas=world,
+        rank=rank,
+        erasing=RandomErasing(probability=cfg.data.random_erasing),
+    )
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=lr_at(0, cfg.schedule),
+        momentum=cfg.optim.momentum,
+        weight_decay=cfg.optim.weight_decay,
+        nesterov=cfg.optim.nesterov,
+    )
+    criterion = ReIDCriterion(cfg.loss, num_classes)
+    swag = None
+    start_epoch, best_map, history = 0, -1.0, []
+
+    # 2. resume / initialise
+    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+    if resume:
+        state = load_checkpoint(last_path, map_location="cpu")
+        saved_cfg = config_from_checkpoint(state)
+        if saved_cfg != cfg:
+            raise ValueError(f"{last_path} was trained with another config; resume with the config stored in it")
+        model.load_state_dict(model_from_checkpoint(state, num_classes=num_classes, arch=model.arch).state_dict())
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, best_map, history = state["epoch"], state["best_mAP"], list(state["history"])
+        if state.get("swag") is not None:
+            swag = _make_swag(model, cfg)
+            swag.load_state_dict(state["swag"])
+        log(f"resumed {last_path} at epoch {start_epoch}")
+    elif init_checkpoint is not None:
+        model.load_state_dict(model_from_checkpoint(init_checkpoint, num_classes=num_classes, arch=model.arch).state_dict())
+        start_epoch = cfg.schedule.epochs
+    if cfg.schedule.swag_cycles and swag is None:
+        swag = _make_swag(model, cfg)
+
+    net = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    logger = _Log(out_dir, main_process)
+
+    def checkpoint(epoch_done: int) -> dict:
+        return {
+            **model_state(model),
+            "optimizer": optimizer.state_dict(),
+            "epoch": epoch_done,
+            "best_mAP": best_map,
+            "history": history,
+            "config": config_to_dict(cfg),
+            "swag": None if swag is None else swag.state_dict(),
+            "versions": _versions(),
+        }
+
+    # 3 + 4. the main stage, then the SWAG cycles
+    total = cfg.schedule.total_epochs
+    for epoch in range(start_epoch, total):
+        stats = train_one_epoch(net, loader, optimizer, criterion, epoch, cfg, dev, show_progress)
+        stage = "main" if epoch < cfg.schedule.epochs else "swag"
+        record = {"kind": "train", "stage": stage, **stats}
+        if stage == "swag" and swag_cycle_end(epoch, cfg.schedule):
+            swag.collect(model)
+            record["swag_snapshots"] = swag.n_models
+        if show_progress:
+            sys.stderr.write("\n")
+        history.append(record)
+        logger.write(record)
+        is_last_main = epoch == cfg.schedule.epochs - 1
+        if main_process and cfg.eval_every_epochs and ((epoch + 1) % cfg.eval_every_epochs == 0 or is_last_main):
+            metrics = _evaluate(model, dataset, cfg, dev)
+            eval_record = {"kind": "eval", "epoch": epoch, **metrics}
+            history.append(eval_record)
+            logger.write(eval_record)
+            log(f"epoch {epoch}: rank-1 {metrics['rank1']:.1f} mAP {metrics['mAP']:.1f}")
+            if metrics["mAP"] > best_map:
+                best_map = metrics["mAP"]
+                save_checkpoint(checkpoint(epoch + 1), best_path)
+        if main_process:
+            save_checkpoint(checkpoint(epoch + 1), last_path)
+
+    # 5. the end
+    summary: dict = {"epochs": total, "config": config_to_dict(cfg), "versions": _versions()}
+    if main_process:
+        summary["final"] = _evaluate(model, dataset, cfg, dev)
+        if swag is not None and swag.n_models:
+            from .swag import update_bn
+
+            before = summary["final"]
+            bn_loader = build_test_loader(dataset.train, model.data_config, cfg.data.test_batch_size, cfg.data.num_workers)
+            swag.mean_into(model)
+            update_bn(model, bn_loader, device=dev)
+            summary["before_swag"] = before
+            summary["swa_mean"] = summary["final"] = _evaluate(model, dataset, cfg, dev)
+            if cfg.swag_bma_samples:
+                summary["bma"] = _bma(model, swag, dataset, cfg, dev, bn_loader)
+            save_checkpoint(checkpoint(total), out_dir / "swa.pt")
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if dist.is_initialized():
+        dist.barrier()
+    return summary
+
+
+def _bma(model, swag, dataset, cfg, dev, bn_loader) -> dict:
+    """Bayesian model averaging (SWAG, Section 3.1): mean of the S sampled models' unit descriptors."""
+    from .evaluate import extract_features
+    from .metrics import evaluate_features
+    from .swag import bma_embed
+
+    def extract(m):
+        q, _, _ = extract_features(m, dataset.query, cfg.data.test_batch_size, cfg.data.num_workers, dev)
+        g, _, _ = extract_features(m, dataset.gallery, cfg.data.test_batch_size, cfg.data.num_workers, dev)
+        return torch.cat([q, g])
+
+    feats = bma_embed(model, swag, extract, num_samples=cfg.swag_bma_samples, bn_batches=bn_loader,
+                      scale=cfg.swag_scale, seed=cfg.seed, device=dev)
+    nq = len(dataset.query)
+    q_pids = np.array([r.pid for r in dataset.query])
+    g_pids = np.array([r.pid for r in dataset.gallery])
+    q_cams = np.array([r.camid for r in dataset.query])
+    g_cams = np.array([r.camid for r in dataset.gallery])
+    cmc, mAP = evaluate_features(feats[:nq], feats[nq:], q_pids, g_pids, q_cams, g_cams)
+    return {"rank1": 100 * float(cmc[0]), "rank5": 100 * float(cmc[4]), "mAP": 100 * float(mAP),
+            "samples": cfg.swag_bma_samples, "scale": cfg.swag_scale}

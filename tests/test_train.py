@@ -1,0 +1,160 @@
+"""Training end to end on a tiny synthetic set: fit, checkpoints, kill-and-resume equality, NaN stop, DDP, SWAG."""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from robustreid.checkpoint import load_checkpoint, load_model
+from robustreid.cli import main
+from robustreid.config import DataConfig, apply_overrides, config_to_dict, preset
+from robustreid.datasets import load_dataset
+from robustreid.schedule import ScheduleConfig
+from robustreid.synthetic import write_market1501
+from robustreid.train import ReIDCriterion, TrainingDiverged, fit
+
+TINY = {
+    "data": {"batch_p": 4, "batch_k": 2, "num_workers": 0, "test_batch_size": 32},
+    "schedule": {"epochs": 3, "warmup_epochs": 1, "milestones": [2], "swag_cycles": 0},
+    "eval_every_epochs": 0,
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    write_market1501(root, ids_train=8, ids_test=6, cameras=3, images_per_id_per_cam=2, distractors=4, junk=2)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tiny_root):
+    return load_dataset("market1501", tiny_root)
+
+
+def tiny_cfg(**overrides):
+    return apply_overrides(apply_overrides(preset("robust-reid-1x"), TINY), overrides)
+
+
+def test_fit_end_to_end(tiny_dataset, tmp_path):
+    cfg = tiny_cfg(eval_every_epochs=1)
+    summary = fit(cfg, tiny_dataset, tmp_path, show_progress=False, log=lambda s: None)
+    assert set(summary["final"]) >= {"rank1", "mAP", "mINP", "num_query", "num_gallery"}
+    assert 0 <= summary["final"]["rank1"] <= 100
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train = [x for x in lines if x["kind"] == "train"]
+    assert [x["epoch"] for x in train] == [0, 1, 2]
+    assert all(x["loss"] > 0 and x["images_per_s"] > 0 for x in train)
+    assert len([x for x in lines if x["kind"] == "eval"]) == 3
+    # Eq. 1 scaled: epoch 0 warms up from 3e-2 * 1/1 at its end; epoch 2 is past the milestone.
+    assert train[2]["lr"] == pytest.approx(3e-3)
+    last = load_checkpoint(tmp_path / "last.pt")
+    assert last["epoch"] == 3 and last["config"] == config_to_dict(cfg)
+    assert (tmp_path / "best.pt").exists() and (tmp_path / "summary.json").exists()
+    model = load_model(tmp_path / "best.pt")
+    assert model.num_classes == tiny_dataset.num_train_pids
+
+
+def _cli_train(args, env=None):
+    return subprocess.Popen(
+        [sys.executable, "-m", "robustreid.cli", "train", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})},
+    )
+
+
+def test_kill_and_resume_ends_with_the_same_weights(tiny_root, tmp_path):
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(TINY))
+    common = ["--preset", "robust-reid-1x", "--dataset", "market1501", "--root", str(tiny_root), "--config", str(config)]
+
+    full = _cli_train(common + ["--out", str(tmp_path / "full")])
+    assert full.wait(timeout=300) == 0, full.stderr.read().decode()[-2000:]
+    killed = _cli_train(common + ["--out", str(tmp_path / "killed")])
+    last = tmp_path / "killed" / "last.pt"
+    deadline = time.time() + 300
+    while time.time() < deadline and not last.exists() and killed.poll() is None:
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)  # somewhere in epoch 1, or while writing its checkpoint
+    killed.wait()
+    stopped_at = load_checkpoint(last)["epoch"]
+    assert stopped_at < 3, "the run finished before it was killed: nothing was tested"
+
+    resumed = subprocess.run([sys.executable, "-m", "robustreid.cli", "train", "--resume", str(tmp_path / "killed")],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a = load_checkpoint(tmp_path / "full" / "last.pt")
+    b = load_checkpoint(tmp_path / "killed" / "last.pt")
+    assert a["epoch"] == b["epoch"] == 3
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+
+
+def test_nan_loss_stops_and_keeps_the_last_checkpoint(tiny_dataset, tmp_path, monkeypatch):
+    cfg = tiny_cfg()
+    calls = {"n": 0}
+    original = ReIDCriterion.forward
+
+    def forward(self, out, pids):
+        calls["n"] += 1
+        loss, parts = original(self, out, pids)
+        return (loss * float("nan"), parts) if calls["n"] > 6 else (loss, parts)  # epoch 0 has 6 batches
+
+    monkeypatch.setattr(ReIDCriterion, "forward", forward)
+    with pytest.raises(TrainingDiverged, match="loss became nan at epoch 1"):
+        fit(cfg, tiny_dataset, tmp_path, show_progress=False, log=lambda s: None)
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_resume_refuses_another_config(tiny_dataset, tmp_path):
+    cfg = tiny_cfg(**{"schedule.epochs": 1, "schedule.milestones": [], "schedule.warmup_epochs": 0})
+    fit(cfg, tiny_dataset, tmp_path, show_progress=False, log=lambda s: None)
+    other = dataclasses.replace(cfg, seed=1)
+    with pytest.raises(ValueError, match="another config"):
+        fit(other, tiny_dataset, tmp_path, resume=True, show_progress=False, log=lambda s: None)
+
+
+def test_swag_stage_on_a_finished_run(tiny_root, tmp_path, capsys):
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({**TINY, "schedule": {**TINY["schedule"], "epochs": 1, "milestones": [],
+                                                       "warmup_epochs": 0}}))
+    run, run2 = tmp_path / "run", tmp_path / "run2"
+    assert main(["train", "--preset", "robust-reid-1x", "--dataset", "market1501", "--root", str(tiny_root),
+                 "--out", str(run), "--config", str(config)]) == 0
+    capsys.readouterr()
+    assert main(["swag", "--from", str(run), "--out", str(run2), "--cycles", "2", "--cycle-epochs", "2",
+                 "--set", "swag_bma_samples=2"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"before_swag", "swa_mean", "bma", "final"} <= set(summary)
+    state = load_checkpoint(run2 / "last.pt")
+    assert state["epoch"] == 1 + 2 * 2
+    assert state["swag"]["n_models"] == 2
+    log = [json.loads(x) for x in (run2 / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in log if x["kind"] == "train"] == [1, 2, 3, 4]
+    assert [x.get("swag_snapshots") for x in log if x["kind"] == "train"] == [None, 1, None, 2]
+
+
+def test_torchrun_two_cpu_processes(tiny_root, tmp_path):
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({**TINY, "schedule": {**TINY["schedule"], "epochs": 1, "milestones": [],
+                                                       "warmup_epochs": 0}}))
+    out = tmp_path / "ddp"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "robustreid.cli",
+         "train", "--preset", "robust-reid-1x", "--dataset", "market1501", "--root", str(tiny_root),
+         "--out", str(out), "--config", str(config), "--device", "cpu"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = load_checkpoint(out / "last.pt")
+    assert state["epoch"] == 1
+    # 8 identities, 2 ranks x P=4: one global batch of 8 ids per step, 3 steps, 16 images per rank per step.
+    train = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if '"train"' in x]
+    assert len(train) == 1
