@@ -8,15 +8,12 @@ STAMP  := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,tracking]'
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/robustreid profile robustreid_1x
-	$(VENV)/bin/robustreid profile robustreid_2x
-	$(VENV)/bin/robustreid profile hacnn
+	$(VENV)/bin/robustreid demo --out runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 __all__ = ["main", "build_parser"]
 
@@ -35,8 +36,171 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from .synthetic import write_market1501
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % 200 == 0:
+            sys.stderr.write(f"\rsynth: {done}/{total} images")
+            sys.stderr.flush()
+
+    manifest = write_market1501(
+        args.out, ids_train=args.ids_train, ids_test=args.ids_test, cameras=args.cameras, seed=args.seed,
+        progress=progress,
+    )
+    sys.stderr.write("\n")
+    print(json.dumps(manifest.get("counts", manifest)))
+    return 0
+
+
+def _cmd_data_check(args: argparse.Namespace) -> int:
+    from .datasets import check_images, load_dataset
+
+    dataset = load_dataset(args.name, args.root)
+    print(dataset.stats_table())
+    bad = check_images(dataset)
+    for img_path, error in bad:
+        print(f"unreadable: {img_path}: {error}")
+    total = len(dataset.train) + len(dataset.query) + len(dataset.gallery)
+    print(f"{total - len(bad)} of {total} images readable")
+    return 1 if bad else 0
+
+
+def _cmd_config_show(args: argparse.Namespace) -> int:
+    from .config import config_to_dict
+
+    print(json.dumps(config_to_dict(_resolve_config(args)), indent=2))
+    return 0
+
+
+def _resolve_config(args: argparse.Namespace):
+    from .config import apply_overrides, load_config_file, parse_set, preset
+
+    cfg = preset(args.preset)
+    if getattr(args, "config", None):
+        cfg = apply_overrides(cfg, load_config_file(args.config))
+    overrides = parse_set(getattr(args, "set", None) or [])
+    if getattr(args, "epochs", None) is not None:
+        cfg = apply_overrides(cfg, {"schedule": _scaled_schedule(cfg.schedule, args.epochs)})
+    if getattr(args, "amp", False):
+        overrides["amp"] = "true"
+    return apply_overrides(cfg, overrides)
+
+
+def _scaled_schedule(schedule, epochs: int) -> dict:
+    import dataclasses
+
+    return dataclasses.asdict(schedule.scaled(epochs))
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import config_from_checkpoint, fit
+
+    if args.resume:
+        from .checkpoint import load_checkpoint
+
+        out = Path(args.resume)
+        cfg = config_from_checkpoint(load_checkpoint(out / "last.pt"))
+    else:
+        if not (args.preset and args.dataset and args.root and args.out):
+            raise UsageError("train needs --preset, --dataset, --root and --out (or --resume RUN)")
+        out = Path(args.out)
+        cfg = _resolve_config(args)
+    dataset_spec = _dataset_spec(args, out)
+    dataset = _load_dataset(dataset_spec)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "dataset.json").write_text(json.dumps(dataset_spec))
+    print(dataset.stats_table(), file=sys.stderr)
+    summary = fit(cfg, dataset, out, resume=bool(args.resume), device=args.device)
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("config", "versions")}))
+    return 0
+
+
+def _load_dataset(spec: dict):
+    """``{"name": "market1501,dukemtmcreid", "root": "a,b"}`` -> one dataset or their union."""
+    from .datasets import load_dataset
+
+    names, roots = spec["name"].split(","), spec["root"].split(",")
+    if len(names) == 1:
+        return load_dataset(names[0], roots[0])
+    return load_dataset(names, roots if len(roots) > 1 else roots[0])
+
+
+def _dataset_spec(args: argparse.Namespace, out: Path) -> dict:
+    if args.dataset and args.root:
+        roots = ",".join(str(Path(r).resolve()) for r in args.root.split(","))
+        return {"name": args.dataset, "root": roots}
+    saved = out / "dataset.json"
+    if not saved.is_file():
+        raise UsageError(f"{saved} is missing: pass --dataset and --root")
+    return json.loads(saved.read_text())
+
+
+def _cmd_swag(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .checkpoint import load_checkpoint
+    from .config import apply_overrides, parse_set
+    from .train import config_from_checkpoint, fit
+
+    source = Path(args.from_run)
+    state = load_checkpoint(source / "last.pt")
+    cfg = config_from_checkpoint(state)
+    if state["epoch"] < cfg.schedule.epochs:
+        raise UsageError(f"{source} stopped at epoch {state['epoch']} of {cfg.schedule.epochs}: finish it first")
+    schedule = cfg.schedule
+    if schedule.swag_cycles == 0:
+        schedule = dataclasses.replace(schedule, swag_cycles=args.cycles or 15)
+    elif args.cycles:
+        schedule = dataclasses.replace(schedule, swag_cycles=args.cycles)
+    if args.cycle_epochs:
+        schedule = dataclasses.replace(schedule, swag_cycle_epochs=args.cycle_epochs)
+    cfg = apply_overrides(dataclasses.replace(cfg, schedule=schedule), parse_set(args.set or []))
+    out = Path(args.out)
+    spec = _dataset_spec(args, source)
+    dataset = _load_dataset(spec)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "dataset.json").write_text(json.dumps(spec))
+    resume = (out / "last.pt").is_file()
+    summary = fit(cfg, dataset, out, resume=resume, init_checkpoint=None if resume else state, device=args.device)
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("config", "versions")}))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate, format_metrics, metrics_summary
+
+    dataset = _load_dataset({"name": args.dataset, "root": args.root})
+    result = evaluate(args.checkpoint, dataset, metric=args.metric, batch_size=args.batch_size,
+                      num_workers=args.num_workers, device=args.device)
+    if args.report:
+        from .report import write_report
+
+        index = write_report(args.report, result, dataset, title=f"{Path(args.checkpoint).name} on {dataset.name}")
+        print(f"report: {index}", file=sys.stderr)
+    print(json.dumps(metrics_summary(result)) if args.json else format_metrics(result))
+    return 0
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    from .evaluate import extract_to_npz
+
+    info = extract_to_npz(args.checkpoint, args.inputs, args.out, batch_size=args.batch_size,
+                          num_workers=args.num_workers, device=args.device)
+    print(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in info.items()}))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, epochs=args.epochs, amp=args.amp, seed=args.seed, device=args.device)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .config import list_presets
     from .model import list_models
 
     parser = argparse.ArgumentParser(
@@ -51,7 +215,89 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default 751, Market1501's training ids)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_profile)
+
+    p = sub.add_parser("synth", help="write a synthetic person dataset in the Market1501 layout")
+    p.add_argument("out", metavar="OUT")
+    p.add_argument("--ids-train", type=int, default=120)
+    p.add_argument("--ids-test", type=int, default=100)
+    p.add_argument("--cameras", type=int, default=6)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("data", help="dataset tools")
+    data_sub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+    q = data_sub.add_parser("check", help="open every image of a dataset and report unreadable ones")
+    q.add_argument("name", metavar="NAME", help="market1501, dukemtmcreid or msmt17")
+    q.add_argument("root", metavar="ROOT")
+    q.set_defaults(func=_cmd_data_check)
+
+    p = sub.add_parser("config", help="training configurations")
+    cfg_sub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
+    q = cfg_sub.add_parser("show", help="print the fully resolved config of a preset as JSON")
+    q.add_argument("preset", metavar="PRESET", help=f"one of: {', '.join(list_presets())}")
+    _add_override_args(q)
+    q.set_defaults(func=_cmd_config_show)
+
+    p = sub.add_parser("train", help="train a model with a preset of the paper's recipe")
+    p.add_argument("--preset", help=f"one of: {', '.join(list_presets())}")
+    p.add_argument("--dataset", help="market1501, dukemtmcreid or msmt17 (comma-separated for a union)")
+    p.add_argument("--root", help="dataset folder (comma-separated, one per dataset, for a union)")
+    p.add_argument("--out", help="run folder (checkpoints, metrics.jsonl, summary.json)")
+    p.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its last.pt")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    _add_override_args(p)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("swag", help="run the SWAG stage (Section 3.1) on a finished run")
+    p.add_argument("--from", dest="from_run", required=True, metavar="RUN")
+    p.add_argument("--out", required=True, metavar="RUN2")
+    p.add_argument("--cycles", type=int, default=None, help="SWAG cycles (default: the run's, or 15)")
+    p.add_argument("--cycle-epochs", type=int, default=None, help="epochs per cycle (default: the run's)")
+    p.add_argument("--dataset", default=None)
+    p.add_argument("--root", default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.set_defaults(func=_cmd_swag)
+
+    p = sub.add_parser("eval", help="rank-1/5/10, mAP and mINP of a checkpoint on a dataset's query/gallery")
+    p.add_argument("--checkpoint", required=True, metavar="CKPT")
+    p.add_argument("--dataset", required=True, help="market1501, dukemtmcreid or msmt17 (comma-separated: union)")
+    p.add_argument("--root", required=True)
+    p.add_argument("--metric", choices=["euclidean", "cosine"], default="euclidean")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--report", metavar="DIR", help="write an HTML report (CMC curve, ranked lists) here")
+    _add_runtime_args(p)
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("extract", help="descriptors of images (files or folders) into a .npz (features, paths)")
+    p.add_argument("--checkpoint", required=True, metavar="CKPT")
+    p.add_argument("inputs", nargs="+", metavar="IMAGES_OR_DIR")
+    p.add_argument("--out", required=True, metavar="FEATS.npz")
+    _add_runtime_args(p)
+    p.set_defaults(func=_cmd_extract)
+
+    p = sub.add_parser("demo", help="offline demo: synthetic persons, train robustreid_1x (~5 min on 2 cores), "
+                       "evaluate against baselines, HTML report")
+    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast on CPU")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=_cmd_demo)
     return parser
+
+
+def _add_runtime_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--num-workers", type=int, default=2)
+
+
+def _add_override_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="TOML or JSON file of overrides")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. loss.triplet_margin=0.3")
+    p.add_argument("--epochs", type=int, default=None, help="scale the recipe's schedule to this many main epochs")
+    p.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 on CPU, float16 on CUDA)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ValueError, FileNotFoundError, NotADirectoryError) as exc:
         print(f"robustreid {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. piped into `head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
