@@ -29,3 +29,27 @@ def test_profile_unknown_model_lists_valid_names(capsys):
     assert main(["profile", "resnet50"]) == 2
     err = capsys.readouterr().err
     assert "resnet50" in err and "robustreid_1x" in err and "Traceback" not in err
+
+
+def test_scene_track_and_track_eval(tmp_path, capsys):
+    scene = tmp_path / "scene"
+    assert main(["synth-scene", str(scene), "--frames", "30", "--people", "3"]) == 0
+    seq = next(p for p in scene.iterdir() if p.is_dir())
+    results = tmp_path / "res.txt"
+    assert main(["track", str(seq), "--no-reid", "--out", str(results)]) == 0
+    capsys.readouterr()
+    # Ground truth scored against itself is perfect; the tracker's output is scored in [0, 1].
+    assert main(["track-eval", "--gt", str(seq / "gt" / "gt.txt"), "--results", str(results), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert 0 <= metrics["idf1"] <= 1 and metrics["num_frames"] == 30
+    assert main(["track", str(seq), "--out", str(results)]) == 2
+    assert "--checkpoint" in capsys.readouterr().err
+
+
+def test_config_show_and_bad_dataset_root(tmp_path, capsys):
+    assert main(["config", "show", "b", "--set", "seed=4"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["seed"] == 4 and cfg["loss"]["triplet_mining"] == "batch_all"
+    assert main(["data", "check", "market1501", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "bounding_box_train" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

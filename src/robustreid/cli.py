@@ -198,6 +198,50 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_synth_scene(args: argparse.Namespace) -> int:
+    from .tracking.scene import write_scene
+
+    manifest = write_scene(args.out, mode=args.mode, cameras=args.cameras, frames=args.frames, people=args.people,
+                           seed=args.seed)
+    print(json.dumps({k: v for k, v in manifest.items() if k != "sequences"}, default=str))
+    return 0
+
+
+def _cmd_track(args: argparse.Namespace) -> int:
+    from .tracking.run import track_sequence
+
+    extractor = None
+    if not args.no_reid:
+        if not args.checkpoint:
+            raise UsageError("track needs --checkpoint CKPT (or --no-reid for the motion-only tracker)")
+        from .evaluate import FeatureExtractor
+
+        extractor = FeatureExtractor(args.checkpoint, device=args.device)
+
+    def progress(frame: int, frames: int) -> None:
+        if frame == frames or frame % 25 == 0:
+            sys.stderr.write(f"\rtrack: frame {frame}/{frames}")
+            sys.stderr.flush()
+
+    info = track_sequence(args.seq_dir, args.out, extractor, progress=progress)
+    sys.stderr.write(f"\n{info['fps']} frames/s\n")
+    print(json.dumps(info))
+    return 0
+
+
+def _cmd_track_eval(args: argparse.Namespace) -> int:
+    from .tracking.run import evaluate_tracking
+
+    metrics = evaluate_tracking(args.gt, args.results)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        for key in ("mota", "idf1", "hota", "idsw"):
+            value = metrics[key]
+            print(f"{key.upper():<5} {value if key == 'idsw' else f'{100 * value:.1f}'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .config import list_presets
@@ -284,6 +328,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("synth-scene", help="synthetic persons walking through a scene, in the MOTChallenge layout")
+    p.add_argument("out", metavar="OUT")
+    p.add_argument("--mode", choices=["street", "room"], default="street")
+    p.add_argument("--cameras", type=int, default=None)
+    p.add_argument("--frames", type=int, default=None)
+    p.add_argument("--people", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_synth_scene)
+
+    p = sub.add_parser("track", help="online tracking of a MOTChallenge sequence (det/det.txt + img1/)")
+    p.add_argument("seq_dir", metavar="SEQ_DIR")
+    p.add_argument("--checkpoint", metavar="CKPT")
+    p.add_argument("--out", required=True, metavar="RESULTS.txt")
+    p.add_argument("--no-reid", action="store_true", help="motion-only baseline (Table 5 'No ReID')")
+    p.add_argument("--device", default=None)
+    p.set_defaults(func=_cmd_track)
+
+    p = sub.add_parser("track-eval", help="MOTA / IDF1 / HOTA / ID switches of a results file (trackeval)")
+    p.add_argument("--gt", required=True, metavar="GT.txt")
+    p.add_argument("--results", required=True, metavar="RESULTS.txt")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_track_eval)
     return parser
 
 

@@ -43,13 +43,13 @@ def demo_config(epochs: int = 4, amp: bool = False, seed: int = 0):
     """Preset ``robust-reid-1x`` on a short Eq. 1 schedule, without the SWAG stage (``robustreid swag`` adds it).
 
     Scaling Eq. 1 in proportion to a few epochs would leave no epoch at the peak rate, so the demo keeps its
-    shape instead: one warmup epoch (the rate ramps per iteration from 0 to 3e-2), 3e-2 until the last epoch,
+    shape instead: two warmup epochs (Eq. 1's ramp 3e-2 * t / 2, per iteration), 3e-2 until the last epoch,
     3e-3 for the last one.
     """
-    if epochs < 2:
-        raise ValueError(f"the demo needs at least 2 epochs (warmup + one at the peak), got {epochs}")
+    if epochs < 4:
+        raise ValueError(f"the demo needs at least 4 epochs (2 warmup, 1 at the peak, 1 after the step), got {epochs}")
     cfg = preset("robust-reid-1x")
-    schedule = {"epochs": epochs, "warmup_epochs": 1, "milestones": [epochs - 1] if epochs > 2 else [],
+    schedule = {"epochs": epochs, "warmup_epochs": 2, "milestones": [epochs - 1],
                 "swag_cycles": 0}
     return apply_overrides(cfg, {"schedule": schedule, "amp": amp, "seed": seed, "eval_every_epochs": 0})
 
