@@ -86,6 +86,8 @@ def run_demo(out: str | Path = "runs/demo", *, epochs: int = 4, amp: bool = Fals
     # (a fresh network's raw statistics also make it several times slower on CPU).
     update_bn(untrained, build_test_loader(dataset.train, untrained.data_config, 64, 0), max_batches=4)
     results["untrained"] = metrics_summary(evaluate(untrained, dataset, num_workers=2, device=device))
+    for name in ("histogram", "untrained"):
+        log(f"  {name}: rank-1 {results[name]['rank1']:.1f}  mAP {results[name]['mAP']:.1f}")
 
     cfg = demo_config(epochs, amp, seed)
     log(f"[3/4] training robustreid_1x, preset robust-reid-1x scaled to {epochs} epochs "
