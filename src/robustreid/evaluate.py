@@ -6,7 +6,8 @@ The paper reports rank-1 accuracy and mAP on Market1501 and DukeMTMC-reID (Table
 
 * ``FeatureExtractor``: images (paths, PIL images, HxWx3 uint8 RGB arrays) -> ``(N, D)`` CPU float tensor,
   preprocessed exactly as at test time in training (``loaders.TestTransform`` on the model's own
-  ``data_config``), batched, in eval mode, without gradients. ``backend="torch"`` only for now.
+  ``data_config``), batched, in eval mode, without gradients. ``backend="onnxruntime"`` runs an ``.onnx``
+  export instead (``export.OnnxEmbedder``; data config from the file's metadata), same inputs and outputs.
 * ``extract_features``: dataset records -> ``(feats, pids, camids)`` through ``loaders.build_test_loader``.
 * ``evaluate``: a dataset's query / gallery split -> rank-1/5/10, mAP, mINP (percent, as papers report
   them) plus the CMC curve and the ranked gallery lists of a few sampled queries for ``report.py``. The
@@ -52,7 +53,7 @@ __all__ = [
     "resolve_device",
 ]
 
-BACKENDS = ("torch",)  # an onnxruntime backend is planned (export.py)
+BACKENDS = ("torch", "onnxruntime")
 
 # The scalar results printed by ``robustreid eval --json`` (accuracies in percent).
 SUMMARY_KEYS = ("rank1", "rank5", "rank10", "mAP", "mINP", "num_query", "num_gallery")
@@ -100,6 +101,17 @@ def _prepare_model(checkpoint_or_model, device) -> tuple[nn.Module, torch.device
         raise TypeError(f"expected a checkpoint path or a ReIDNet, got {type(checkpoint_or_model).__name__}")
     device = _model_device(model) if device is None else resolve_device(device)
     return model.to(device), device
+
+
+def _prepare_onnx(path, device):
+    """An ``.onnx`` path -> ``(export.OnnxEmbedder, device)``; anything else is a clear error."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"backend 'onnxruntime' is not available for a {type(path).__name__}: it runs an "
+                         "exported .onnx file, pass its path (export one with robustreid.export.export_onnx)")
+    from .export import OnnxEmbedder  # onnxruntime is optional: imported only for this backend
+
+    device = resolve_device(device) if device is not None else torch.device("cpu")
+    return OnnxEmbedder(path, device=device), device
 
 
 @contextlib.contextmanager
@@ -176,12 +188,14 @@ class FeatureExtractor:
     """Images -> L2-normalised ReID descriptors ``(N, D)`` (Figure 4: global and local features concatenated).
 
     Args:
-        checkpoint_or_model: a robustreid checkpoint path or a ``ReIDNet``.
+        checkpoint_or_model: a robustreid checkpoint path or a ``ReIDNet``; with ``backend="onnxruntime"``
+            the path of an ``.onnx`` file written by ``export.export_onnx`` / ``export.quantize_onnx``.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a ``torch.device``. ``None`` (default): a checkpoint
             runs on the CPU, a model where its parameters are. A given model is moved to ``device``.
         batch_size: images per forward pass.
         num_workers: DataLoader worker processes decoding the images (0: in this process).
-        backend: ``"torch"`` (only choice for now).
+        backend: ``"torch"`` (default) or ``"onnxruntime"`` (an onnxruntime session with
+            ``torch.get_num_threads()`` intra-op threads; ``self.model`` is then an ``export.OnnxEmbedder``).
 
     ``extractor(inputs)`` takes an image path (str / Path), a PIL image, an HxWx3 uint8 RGB numpy array, or a
     list mixing them, and returns a float32 CPU tensor with one row per image, in input order. Images are
@@ -193,7 +207,10 @@ class FeatureExtractor:
         if backend not in BACKENDS:
             raise ValueError(f"backend {backend!r} is not available: expected one of {BACKENDS}")
         _check_loader_args(batch_size, num_workers)
-        self.model, self.device = _prepare_model(checkpoint_or_model, device)
+        if backend == "onnxruntime":
+            self.model, self.device = _prepare_onnx(checkpoint_or_model, device)
+        else:
+            self.model, self.device = _prepare_model(checkpoint_or_model, device)
         self.backend = backend
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -209,8 +226,12 @@ class FeatureExtractor:
         for index, item in enumerate(items):  # cheap checks up front, before any worker starts
             if isinstance(item, np.ndarray):
                 _check_array(item, index)
+        pin_memory = self.backend == "torch" and self.device.type == "cuda"
         loader = DataLoader(_InputDataset(items, self.transform), batch_size=self.batch_size, shuffle=False,
-                            num_workers=self.num_workers, pin_memory=self.device.type == "cuda")
+                            num_workers=self.num_workers, pin_memory=pin_memory)
+        if self.backend == "onnxruntime":
+            feats = [self.model.embed(imgs) for imgs in loader]
+            return torch.cat(feats) if feats else torch.empty((0, self.feature_dim))
         return _embed_batches(self.model, loader, self.device)
 
     def __repr__(self) -> str:

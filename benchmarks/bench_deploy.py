@@ -1,0 +1,369 @@
+"""Deployment speed and accuracy: PyTorch variants vs onnxruntime fp32 / int8, against the machine's ceiling.
+
+One JSON object per line on stdout:
+
+* ``kind="matmul_peak"``: fp32 (and bf16) rate of an N x N matrix product with ``--threads`` threads, the
+  ceiling the networks are measured against;
+* ``kind="speed"``: images/s of the test descriptor (``ReIDNet.embed``) per (model, backend, batch size) with
+  achieved GFLOP/s = 2 x MACs x images/s (MACs from ``robustreid.profile.count_macs``) and its fraction of the
+  fp32 matmul peak. Backends: ``torch-eager`` (fp32), ``torch-channels_last``, ``torch-compile`` (inductor, in
+  a child process killed after ``--compile-timeout`` s), ``torch-bf16`` (autocast), ``ort-fp32``, ``ort-int8``
+  (``robustreid.export``: static QDQ quantization calibrated on training images);
+* ``kind="export"`` / ``kind="quantize"``: file sizes, times and the export's parity figures;
+* ``kind="accuracy"``: ``export.onnx_parity`` of torch vs ort-fp32 and of ort-fp32 vs ort-int8 on the query /
+  gallery split: identical top-10 lists, rank-1 / mAP of both, and whether int8 stays within 0.5 points.
+
+Every line carries ``load_avg_1min``: the machine may be shared, and a busy core makes every figure smaller.
+
+Weights: by default each network is untrained with its BatchNorm statistics set from the training images
+(train-mode forwards without gradients): a freshly initialised network runs far slower (denormal activations)
+and is not what anyone deploys. Accuracy deltas of an untrained network mean little: pass ``--checkpoint`` (a
+trained model) and ``--data`` (a Market1501-layout root) to measure the ones that matter. Without ``--data`` a
+small synthetic dataset is written to a temporary folder.
+
+    python benchmarks/bench_deploy.py [--models hacnn robustreid_1x robustreid_2x] [--batch-sizes 1 64]
+        [--backends ...] [--threads 2] [--seconds 2] [--compile-models robustreid_1x] [--compile-timeout 420]
+        [--checkpoint PATH] [--data ROOT] [--markdown results.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from robustreid.checkpoint import load_model, model_state, save_checkpoint
+from robustreid.datasets import load_dataset, read_image
+from robustreid.loaders import TestTransform
+from robustreid.model import build_model, list_models
+from robustreid.profile import count_macs
+from robustreid.synthetic import write_market1501
+
+TORCH_BACKENDS = ("torch-eager", "torch-channels_last", "torch-compile", "torch-bf16")
+ORT_BACKENDS = ("ort-fp32", "ort-int8")
+INT8_MAX_DROP_POINTS = 0.5  # keep int8 only if rank-1 and mAP drop by at most this many points
+
+
+def emit(record: dict) -> dict:
+    record = {"bench": "deploy", **record, "load_avg_1min": round(os.getloadavg()[0], 2)}
+    print(json.dumps(record), flush=True)
+    return record
+
+
+# ------------------------------------------------------------------------------------------------ timing
+def rate(fn, min_seconds: float, min_calls: int = 2) -> float:
+    """Calls per second of ``fn`` after one warm-up call: at least ``min_calls`` calls and ``min_seconds``."""
+    fn()
+    calls, start = 0, time.perf_counter()
+    while calls < min_calls or time.perf_counter() - start < min_seconds:
+        fn()
+        calls += 1
+    return calls / (time.perf_counter() - start)
+
+
+def matmul_peak(n: int, dtype: torch.dtype, seconds: float) -> float:
+    """GFLOP/s of an ``n x n`` by ``n x n`` product (2 n^3 flops), best of three runs."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    return max(2 * n**3 * rate(lambda: torch.mm(a, b), seconds / 3) for _ in range(3)) / 1e9
+
+
+# ----------------------------------------------------------------------------------------------- weights
+def image_batch(records, data_config, limit: int) -> torch.Tensor:
+    transform = TestTransform(data_config)
+    step = max(1, len(records) // limit)
+    return torch.stack([transform(read_image(r.img_path)) for r in records[::step][:limit]])
+
+
+@torch.no_grad()
+def calibrate_bn(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 32) -> None:
+    """BatchNorm running statistics = cumulative averages over ``images`` (train-mode forwards, no grad)."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    model.train()
+    for batch in images.split(batch_size):
+        if len(batch) > 1:
+            model(batch)
+    model.eval()
+
+
+# ------------------------------------------------------------------------------------------------ speed
+def torch_runner(model, backend: str, x: torch.Tensor):
+    """A no-argument callable running one batch through ``backend``."""
+    if backend == "torch-eager":
+        return lambda: model.embed(x)
+    if backend == "torch-channels_last":
+        model_cl = model.to(memory_format=torch.channels_last)
+        x_cl = x.contiguous(memory_format=torch.channels_last)
+        return lambda: model_cl.embed(x_cl)
+    if backend == "torch-bf16":
+        def run():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return model.embed(x)
+        return run
+    raise ValueError(f"unknown torch backend {backend!r}")
+
+
+def speed_record(name, backend, batch_size, images_per_s, gmacs, peak, threads, **extra) -> dict:
+    gflops = 2 * gmacs * images_per_s
+    return {"kind": "speed", "model": name, "backend": backend, "batch_size": batch_size,
+            "images_per_s": round(images_per_s, 2), "ms_per_image": round(1000 / images_per_s, 2),
+            "gmacs": round(gmacs, 4), "gflops_per_s": round(gflops, 2),
+            "fraction_of_fp32_peak": round(gflops / peak, 4) if peak else None, "threads": threads, **extra}
+
+
+def compile_child(args) -> None:
+    """In a child process: ``torch.compile`` the descriptor of ``--compile-child`` and time it."""
+    torch.set_num_threads(args.threads)
+    model = load_model(args.compile_child).eval()
+
+    class Descriptor(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, images):
+            return self.net.embed(images)
+
+    compiled = torch.compile(Descriptor(model).eval(), dynamic=False)
+    h, w = model.data_config["input_size"]
+    for bs in args.batch_sizes:
+        x = torch.randn(bs, 3, h, w)
+        start = time.perf_counter()
+        with torch.no_grad():
+            diff = float((compiled(x) - model.embed(x)).abs().max())
+        compile_s = time.perf_counter() - start
+        with torch.no_grad():
+            calls = rate(lambda: compiled(x), args.seconds)
+        emit(speed_record(args.compile_name, "torch-compile", bs, calls * bs, args.compile_gmacs,
+                          args.compile_peak, args.threads, compile_seconds=round(compile_s, 1),
+                          max_abs_diff_vs_eager=diff))
+
+
+def run_compiled(model, name, gmacs, peak, threads, args, tmp: Path) -> list[dict]:
+    """Time ``torch.compile`` in a child process (compilation cannot be interrupted in this one)."""
+    ckpt = save_checkpoint(model_state(model), tmp / f"{name}-compile.pt")
+    cmd = [sys.executable, __file__, "--compile-child", str(ckpt), "--compile-name", name,
+           "--compile-gmacs", str(gmacs), "--compile-peak", str(peak), "--threads", str(threads),
+           "--seconds", str(args.seconds), "--batch-sizes", *map(str, args.batch_sizes)]
+    # One compile worker: the pool of inductor's parallel compile would outlive a timed-out child.
+    env = {**os.environ, "TORCHINDUCTOR_COMPILE_THREADS": "1"}
+    skipped = None
+    try:
+        out = subprocess.run(cmd, env=env, timeout=args.compile_timeout, check=True,
+                             stdout=subprocess.PIPE).stdout
+    except subprocess.TimeoutExpired as exc:
+        out, skipped = exc.stdout, f"did not finish within {args.compile_timeout} s (child killed)"
+    except subprocess.CalledProcessError as exc:
+        out, skipped = exc.stdout, f"child failed with exit code {exc.returncode}"
+    records = []
+    for line in (out or b"").decode().splitlines():  # the child's finished measurements
+        print(line, flush=True)
+        records.append(json.loads(line))
+    if skipped:
+        records.append(emit({"kind": "speed", "model": name, "backend": "torch-compile", "skipped": skipped}))
+    return records
+
+
+def ort_speed(path: Path, x: torch.Tensor, threads: int):
+    from robustreid.export import OnnxEmbedder
+
+    embedder = OnnxEmbedder(path, num_threads=threads)
+    array = x.numpy()
+    return lambda: embedder.embed(array)
+
+
+# ---------------------------------------------------------------------------------------------- report
+def write_markdown(records: list[dict], path: Path) -> None:
+    speeds = [r for r in records if r.get("kind") == "speed" and "images_per_s" in r]
+    sizes = sorted({r["batch_size"] for r in speeds})
+    lines = [f"fp32 matmul peak ({r['n']}x{r['n']}): {r['fp32_gflops_per_s']} GFLOP/s with {r['threads']} "
+             f"thread(s) (bf16: {r['bf16_gflops_per_s']}); load average {r['load_avg_1min']}."
+             for r in records if r.get("kind") == "matmul_peak"]
+    columns = " | ".join(f"img/s @ b{b} | % peak @ b{b}" for b in sizes)
+    lines += ["", f"| model | backend | threads | {columns} | load avg |",
+              "|---|---|---:|" + "---:|---:|" * len(sizes) + "---:|"]
+    rows = {}
+    for r in speeds:
+        rows.setdefault((r["model"], r["backend"], r["threads"]), {})[r["batch_size"]] = r
+    for (model, backend, threads), by_size in rows.items():
+        cells = []
+        for b in sizes:
+            r = by_size.get(b)
+            cells += ["-", "-"] if r is None else [f"{r['images_per_s']:.1f}",
+                                                   f"{100 * r['fraction_of_fp32_peak']:.1f}"]
+        load = max(r["load_avg_1min"] for r in by_size.values())
+        lines.append(f"| {model} | {backend} | {threads} | " + " | ".join(cells) + f" | {load} |")
+    accuracy = [r for r in records if r.get("kind") == "accuracy"]
+    if accuracy:
+        lines += ["", "| model | reference -> candidate | rank-1 | mAP | Δ rank-1 | Δ mAP | "
+                  "top-10 identical (queries differing beyond ties) | min cosine |",
+                  "|---|---|---:|---:|---:|---:|---|---:|"]
+        for r in accuracy:
+            ref, cand = r["reference"], r["candidate"]
+            lines.append(f"| {r['model']} | {r['reference_backend']} -> {r['candidate_backend']} | "
+                         f"{ref['rank1']:.2f} -> {cand['rank1']:.2f} | {ref['mAP']:.2f} -> {cand['mAP']:.2f} | "
+                         f"{r['delta_rank1']:+.2f} | {r['delta_mAP']:+.2f} | "
+                         f"{r['identical_topk']} ({r['queries_differing_beyond_ties']}) | "
+                         f"{r['min_cosine']:.3f} |")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------------------- main
+def export_files(model, name: str, dataset, tmp: Path) -> tuple[dict, list[dict]]:
+    """``{"ort-fp32": path, "ort-int8": path}`` for ``model``, and the export / quantize records."""
+    from robustreid.export import export_onnx, quantize_onnx
+
+    files = {"ort-fp32": tmp / f"{name}.onnx", "ort-int8": tmp / f"{name}-int8.onnx"}
+    start = time.perf_counter()
+    exported = export_onnx(model, files["ort-fp32"])
+    records = [emit({"kind": "export", "model": name, "seconds": round(time.perf_counter() - start, 1),
+                     **{k: exported[k] for k in ("bytes", "opset", "exporter", "parity")}})]
+    start = time.perf_counter()
+    quantized = quantize_onnx(files["ort-fp32"], files["ort-int8"], [r.img_path for r in dataset.train])
+    records.append(emit({"kind": "quantize", "model": name, "seconds": round(time.perf_counter() - start, 1),
+                         **{k: v for k, v in quantized.items() if k != "out"}}))
+    return files, records
+
+
+def time_backends(model, name, files, gmacs, peak, threads, weights, args) -> list[dict]:
+    """One speed record per (backend, batch size) at ``threads`` threads (``torch-compile`` runs apart)."""
+    h, w = model.data_config["input_size"]
+    records = []
+    for backend in args.backends:
+        if backend == "torch-compile" or (backend in ORT_BACKENDS and backend not in files):
+            continue
+        for bs in args.batch_sizes:
+            x = torch.randn(bs, 3, h, w)
+            if backend in ORT_BACKENDS:
+                fn = ort_speed(files[backend], x, threads)
+            else:
+                fn = torch_runner(model, backend, x)
+            with torch.no_grad():
+                ips = rate(fn, args.seconds) * bs
+            records.append(emit(speed_record(name, backend, bs, ips, gmacs, peak, threads, weights=weights)))
+        model.to(memory_format=torch.contiguous_format)  # undo torch-channels_last
+    return records
+
+
+def compare_accuracy(model, name, files, dataset, weights, data_root) -> list[dict]:
+    """``onnx_parity`` of torch vs ort-fp32 and of ort-fp32 vs ort-int8 on the query / gallery split."""
+    from robustreid.export import onnx_parity
+
+    records = []
+    for ref_name, ref, cand_name, cand in (("torch-eager", model, "ort-fp32", files["ort-fp32"]),
+                                           ("ort-fp32", files["ort-fp32"], "ort-int8", files["ort-int8"])):
+        parity = onnx_parity(ref, cand, dataset)
+        keep = min(parity["delta_rank1"], parity["delta_mAP"]) >= -INT8_MAX_DROP_POINTS
+        records.append(emit({"kind": "accuracy", "model": name, "weights": weights,
+                             "dataset": str(data_root or "synthetic market1501 (40 test ids, 4 cameras)"),
+                             "reference_backend": ref_name, "candidate_backend": cand_name, **parity,
+                             "within_0.5_points": keep}))
+    return records
+
+
+def load_models(args, dataset) -> list[tuple[str, torch.nn.Module, str]]:
+    """``(name, model, weights description)``: the checkpoint, or each untrained model BN-calibrated."""
+    if args.checkpoint:
+        return [(Path(args.checkpoint).stem, load_model(args.checkpoint), f"checkpoint {args.checkpoint}")]
+    models = []
+    for name in args.models:
+        model = build_model(name)
+        calibrate_bn(model, image_batch(dataset.train, model.data_config, 128))
+        models.append((name, model, "untrained, BN statistics from the training images"))
+    return models
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=list_models())
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 64])
+    parser.add_argument("--backends", nargs="+", default=[*TORCH_BACKENDS, *ORT_BACKENDS],
+                        choices=[*TORCH_BACKENDS, *ORT_BACKENDS])
+    parser.add_argument("--threads", nargs="+", type=int, default=[2],
+                        help="intra-op thread counts to time (torch and onnxruntime alike)")
+    parser.add_argument("--setup-threads", type=int, default=1,
+                        help="threads for everything but the timings (BN calibration, export, quantization, "
+                             "accuracy): one thread is never starved by a busy core")
+    parser.add_argument("--seconds", type=float, default=2.0, help="minimum timing per measurement")
+    parser.add_argument("--matmul-size", type=int, default=2048)
+    parser.add_argument("--compile-models", nargs="*", default=["robustreid_1x"],
+                        help="models also timed with torch.compile at the largest thread count "
+                             "(slow to compile)")
+    parser.add_argument("--compile-timeout", type=float, default=600.0)
+    parser.add_argument("--checkpoint", help="a trained checkpoint instead of untrained BN-calibrated models")
+    parser.add_argument("--data", help="Market1501-layout root (default: a small synthetic set, temporary)")
+    parser.add_argument("--no-accuracy", action="store_true", help="skip the onnx_parity comparisons")
+    parser.add_argument("--markdown", type=Path, help="also write a markdown table here")
+    parser.add_argument("--compile-child", help=argparse.SUPPRESS)
+    parser.add_argument("--compile-name", help=argparse.SUPPRESS)
+    parser.add_argument("--compile-gmacs", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--compile-peak", type=float, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.compile_child:
+        args.threads = args.threads[0]
+        compile_child(args)
+        return
+    torch.manual_seed(0)
+    torch.set_num_threads(args.setup_threads)
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        onnxruntime = None
+        emit({"kind": "note", "skipped": f"onnxruntime backends ({exc}); pip install 'robustreid[onnx]'"})
+    use_ort = onnxruntime is not None and any(b in ORT_BACKENDS for b in args.backends)
+    versions = {"torch": torch.__version__, "onnxruntime": getattr(onnxruntime, "__version__", None),
+                "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    records, peaks = [], {}
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        records.append(emit({"kind": "matmul_peak", "n": args.matmul_size, "threads": threads,
+                             "fp32_gflops_per_s": round(matmul_peak(args.matmul_size, torch.float32,
+                                                                    args.seconds), 1),
+                             "bf16_gflops_per_s": round(matmul_peak(args.matmul_size, torch.bfloat16,
+                                                                    args.seconds), 1),
+                             **versions}))
+        peaks[threads] = records[-1]["fp32_gflops_per_s"]
+
+    with tempfile.TemporaryDirectory(prefix="robustreid-bench-deploy-") as tmp:
+        tmp = Path(tmp)
+        if args.data is None:
+            write_market1501(tmp / "market", ids_train=40, ids_test=40, cameras=4, images_per_id_per_cam=2,
+                             distractors=20, junk=10)
+        dataset = load_dataset("market1501", args.data or tmp / "market")
+        for name, model, weights in load_models(args, dataset):
+            model.eval()
+            gmacs = count_macs(model) / 1e9
+            files = {}
+            if use_ort:  # export and quantize once; the files are timed at every thread count
+                files, made = export_files(model, name, dataset, tmp)
+                records += made
+            for threads in args.threads:
+                torch.set_num_threads(threads)
+                records += time_backends(model, name, files, gmacs, peaks[threads], threads, weights, args)
+            if "torch-compile" in args.backends and name in args.compile_models:
+                threads = max(args.threads)
+                records += run_compiled(model, name, gmacs, peaks[threads], threads, args, tmp)
+            torch.set_num_threads(args.setup_threads)
+            if use_ort and not args.no_accuracy:
+                records += compare_accuracy(model, name, files, dataset, weights, args.data)
+    if args.markdown:
+        write_markdown(records, args.markdown)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,288 @@
+"""ONNX export, the onnxruntime extractor and INT8 quantization, checked against PyTorch on equal inputs."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from robustreid import export  # noqa: E402
+from robustreid.datasets import load_dataset, read_image  # noqa: E402
+from robustreid.evaluate import FeatureExtractor  # noqa: E402
+from robustreid.export import (  # noqa: E402
+    OnnxEmbedder,
+    export_onnx,
+    onnx_parity,
+    quantize_onnx,
+    read_onnx_metadata,
+)
+from robustreid.loaders import TestTransform  # noqa: E402
+from robustreid.model import Architecture, build_model  # noqa: E402
+from robustreid.synthetic import write_market1501  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread (torch and onnxruntime, which follows torch): on a busy 2-core machine two threads
+    wait on each other at every op. Every check compares results of this one process."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# Narrow networks of the full skeleton (every op of the export: GridSample crops, GeM, attention, both heads).
+TINY = dict(stem_channels=8, stage_channels=(32, 32, 32), stage_repeats=(0, 0, 0), feat_dim=16)
+# Wider heads and a smaller input for the quantization test: descriptors of an untrained 16-d head are too
+# fragile to compare (see test_int8_descriptors_track_fp32).
+SMALL = dict(stem_channels=16, stage_channels=(32, 64, 64), stage_repeats=(0, 0, 0), feat_dim=256,
+             input_size=(96, 48))
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory):
+    root = tmp_path_factory.mktemp("market")
+    write_market1501(root, ids_train=6, ids_test=6, cameras=3, images_per_id_per_cam=2, distractors=4, junk=2)
+    return load_dataset("market1501", root)
+
+
+@pytest.fixture(scope="module")
+def image_paths(tmp_path_factory):
+    """Five RGB images of different sizes (PNG and JPEG), with structure so features differ."""
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, (height, width) in enumerate([(128, 64), (100, 40), (200, 90), (160, 64), (90, 60)]):
+        pixels = (rng.random((height // 8, width // 8, 3)) * 255).astype(np.uint8)
+        path = folder / f"img{i}.{'png' if i % 2 == 0 else 'jpg'}"
+        Image.fromarray(pixels).resize((width, height), Image.Resampling.NEAREST).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def calibrated(name, images, seed=0, **options):
+    """An untrained network whose BatchNorm statistics come from ``images`` (train-mode forwards, no grad):
+    what a deployed network's activations look like, unlike a fresh one's (running mean 0, variance 1)."""
+    torch.manual_seed(seed)
+    model = build_model(name, **options)
+    transform = TestTransform(model.data_config)
+    batch = torch.stack([transform(read_image(p) if isinstance(p, str) else p) for p in images])
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None
+    model.train()
+    with torch.no_grad():
+        model(batch)
+    return model.eval()
+
+
+def preprocess(model, images):
+    transform = TestTransform(model.data_config)
+    return torch.stack([transform(read_image(p)) for p in images])
+
+
+def float64_error(model, x):
+    """How far PyTorch's own float32 descriptors are from float64 ones: the rounding floor of this network."""
+    with torch.no_grad():
+        return float((model.embed(x).double() - copy.deepcopy(model).double().embed(x.double())).abs().max())
+
+
+# ------------------------------------------------------------------------------------------------ export
+@pytest.mark.parametrize("name", ["robustreid_1x", "hacnn"])
+def test_export_matches_torch_with_dynamic_batch(name, market, tmp_path):
+    model = calibrated(name, [r.img_path for r in market.train[:8]])  # 8 images: enough, and fast
+    out = tmp_path / f"{name}.onnx"
+    result = export_onnx(model, out)
+    assert result["parity"]["ok"] and result["arch_name"] == name and result["opset"] == export.DEFAULT_OPSET
+    assert set(result["parity"]["max_abs_diff"]) == {"random_b1", "random_b3", "images"}
+    assert out.stat().st_size == result["bytes"]
+
+    proto = onnx.load(str(out))
+    batch, channels, height, width = proto.graph.input[0].type.tensor_type.shape.dim
+    assert batch.dim_param and not batch.HasField("dim_value")  # a named, dynamic batch axis
+    assert (channels.dim_value, height.dim_value, width.dim_value) == (3, 160, 64)
+
+    # Batches of 1 and 3 through the same file, against PyTorch on the same inputs.
+    embedder = OnnxEmbedder(out)
+    generator = torch.Generator().manual_seed(1)
+    for batch_size in (1, 3):
+        x = torch.randn(batch_size, 3, 160, 64, generator=generator)
+        got = embedder.embed(x)
+        assert got.shape == (batch_size, model.feature_dim) and got.dtype == torch.float32
+        torch.testing.assert_close(got, model.embed(x), atol=1e-4, rtol=0)
+    # Real (synthetic) person crops: within 1e-4, or within 4x PyTorch's own float32 rounding error where an
+    # untrained deep network amplifies rounding beyond that (robustreid_1x: ~2e-4 from float64).
+    x = preprocess(model, [r.img_path for r in market.query[:3]])
+    bound = max(1e-4, export.PARITY_NOISE_FACTOR * float64_error(model, x))
+    assert float((embedder.embed(x) - model.embed(x)).abs().max()) <= bound
+
+
+def test_metadata_round_trip_and_fixed_batch(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("robustreid_1x", **TINY, input_size=(128, 48)).train()
+    model.data_config = {"input_size": (128, 48), "mean": (0.5, 0.4, 0.3), "std": (0.2, 0.3, 0.25)}
+    meta_of = {}
+    for dynamic in (True, False):
+        path = tmp_path / f"tiny-{dynamic}.onnx"
+        export_onnx(model, path, dynamic_batch=dynamic, opset=18)
+        meta_of[dynamic] = read_onnx_metadata(path)
+    meta = meta_of[True]
+    assert meta["data_config"] == model.data_config
+    assert Architecture.from_dict(meta["arch"]) == model.arch
+    assert meta["arch_name"] == "custom" and meta["feature_dim"] == model.feature_dim == 32
+    assert meta["opset"] == 18 and meta["batch_size"] is None and meta["quantization"] is None
+    assert meta_of[False]["batch_size"] == 1
+    assert model.training  # the caller's model keeps its mode (export works on a copy)
+
+    # A fixed-batch file still takes any number of images (one at a time), same results.
+    x = torch.randn(3, 3, 128, 48, generator=torch.Generator().manual_seed(0))
+    fixed = OnnxEmbedder(tmp_path / "tiny-False.onnx")
+    torch.testing.assert_close(fixed.embed(x), OnnxEmbedder(tmp_path / "tiny-True.onnx").embed(x))
+    torch.testing.assert_close(fixed.embed(x), model.eval().embed(x), atol=1e-4, rtol=0)
+
+
+def test_export_refuses_a_graph_that_does_not_match(tmp_path, monkeypatch):
+    """The parity check can fail: a graph of other weights is refused and nothing is written."""
+    torch.manual_seed(0)
+    model = build_model("robustreid_1x", **TINY).eval()
+    other = build_model("robustreid_1x", **TINY).eval()
+    real_export = export._export_proto
+    monkeypatch.setattr(export, "_export_proto", lambda m, *args: real_export(other, *args))
+    with pytest.raises(RuntimeError, match="does not match PyTorch"):
+        export_onnx(model, tmp_path / "bad.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+# -------------------------------------------------------------------------------------------- extractor
+def test_onnxruntime_extractor_equals_torch_extractor(image_paths, tmp_path):
+    torch.manual_seed(0)
+    model = build_model("robustreid_1x", **TINY, input_size=(128, 48)).eval()
+    model.data_config = {"input_size": (128, 48), "mean": (0.5, 0.4, 0.3), "std": (0.2, 0.3, 0.25)}
+    path = tmp_path / "tiny.onnx"
+    export_onnx(model, path)
+    reference = FeatureExtractor(model, batch_size=2)(image_paths)
+    extractor = FeatureExtractor(path, batch_size=2, backend="onnxruntime")  # 5 images: a partial last batch
+    assert extractor.data_config == model.data_config and extractor.feature_dim == model.feature_dim
+    assert extractor.model.num_threads == torch.get_num_threads()
+    from_paths = extractor(image_paths)
+    assert from_paths.shape == reference.shape and from_paths.dtype == torch.float32
+    torch.testing.assert_close(from_paths, reference, atol=1e-4, rtol=0)
+    arrays = [np.asarray(read_image(p)) for p in image_paths]
+    torch.testing.assert_close(extractor(arrays), reference, atol=1e-4, rtol=0)
+    torch.testing.assert_close(extractor(image_paths[1]), reference[1:2], atol=1e-4, rtol=0)  # one image
+    half = model.feature_dim // 2  # each branch unit-norm (Figure 4)
+    torch.testing.assert_close(from_paths[:, :half].norm(dim=1), torch.ones(5))
+    torch.testing.assert_close(from_paths[:, half:].norm(dim=1), torch.ones(5))
+    assert extractor([]).shape == (0, model.feature_dim)
+
+
+# ----------------------------------------------------------------------------------------------- parity
+def test_onnx_parity_ranks_identically_and_detects_other_weights(market, tmp_path):
+    train = [r.img_path for r in market.train]
+    model = calibrated("robustreid_1x", train, **TINY)
+    export_onnx(model, tmp_path / "same.onnx")
+    same = onnx_parity(model, tmp_path / "same.onnx", market, topk=10)
+    assert same["num_query"] == len(market.query) and same["num_gallery"] == len(market.gallery)
+    assert same["queries_differing_beyond_ties"] == 0 and same["max_abs_diff"] < 1e-4
+    assert same["delta_rank1"] == 0 and abs(same["delta_mAP"]) < 0.01
+
+    other = calibrated("robustreid_1x", train, seed=1, **TINY)  # the same file against other weights
+    differ = onnx_parity(other, tmp_path / "same.onnx", market, topk=10)
+    assert differ["queries_differing_beyond_ties"] > len(market.query) // 2 and differ["min_cosine"] < 0.9
+
+
+# --------------------------------------------------------------------------------------------- quantize
+def test_int8_descriptors_track_fp32(market, tmp_path):
+    """Static QDQ int8 on a BN-calibrated network: each image's int8 descriptor stays close to (and closest
+    to) its own fp32 descriptor. Measured here: cosine >= 0.916 per image (mean 0.953), while two different images
+    are at most 0.69 apart. The bound is 0.85, not 0.9: an untrained network amplifies any perturbation with
+    depth, and int8 rounding differs between CPUs (VNNI or not); a trained network is far less fragile."""
+    train = [r.img_path for r in market.train]
+    model = calibrated("robustreid_1x", train, **SMALL)
+    fp32, int8 = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
+    export_onnx(model, fp32)
+    result = quantize_onnx(fp32, int8, train, batch_size=8)
+    assert result["calibration_images"] == len(train) - len(train) % 8
+
+    proto = onnx.load(str(int8))
+    ops = {node.op_type for node in proto.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv", "GridSample"} <= ops
+    int8_weights = [t for t in proto.graph.initializer
+                    if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
+    assert int8_weights, "conv weights are stored as int8"
+    scales = {t.name: t for t in proto.graph.initializer}
+    per_channel = [n for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in
+                   {t.name for t in int8_weights} and len(scales[n.input[1]].dims) == 1]
+    assert per_channel, "weights have one scale per output channel"
+    meta = read_onnx_metadata(int8)
+    assert meta["quantization"]["format"] == "QDQ" and meta["quantization"]["per_channel"] is True
+    assert meta["data_config"] == read_onnx_metadata(fp32)["data_config"]
+
+    x = preprocess(model, [r.img_path for r in market.query + market.gallery])
+    a, b = OnnxEmbedder(fp32).embed(x), OnnxEmbedder(int8).embed(x)
+    assert float((a - b).abs().max()) > 1e-3  # really quantized
+    cosine = torch.nn.functional.cosine_similarity(a, b, dim=1)
+    assert cosine.mean() > 0.9 and cosine.min() > 0.85
+    closest = torch.nn.functional.normalize(b, dim=1) @ torch.nn.functional.normalize(a, dim=1).T
+    assert torch.equal(closest.argmax(dim=1), torch.arange(len(x)))
+
+    with pytest.raises(ValueError, match="already quantized"):
+        quantize_onnx(int8, tmp_path / "twice.onnx", train)
+    with pytest.raises(ValueError, match="calibration_images is empty"):
+        quantize_onnx(fp32, tmp_path / "none.onnx", [])
+
+
+# ---------------------------------------------------------------------------------------------- errors
+def test_clear_errors(tmp_path, image_paths):
+    torch.manual_seed(0)
+    model = build_model("robustreid_1x", **TINY).eval()
+    missing = tmp_path / "missing.onnx"
+    with pytest.raises(FileNotFoundError, match="missing.onnx"):
+        FeatureExtractor(missing, backend="onnxruntime")
+    with pytest.raises(FileNotFoundError, match="missing.onnx"):
+        read_onnx_metadata(missing)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        export_onnx(tmp_path / "missing.pt", tmp_path / "out.onnx")
+
+    text = tmp_path / "notes.onnx"
+    text.write_text("this is not an ONNX model\n")
+    with pytest.raises(ValueError, match="notes.onnx"):
+        FeatureExtractor(text, backend="onnxruntime")
+    with pytest.raises(ValueError, match="notes.onnx is not an ONNX model"):
+        read_onnx_metadata(text)
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.onnx is not an ONNX model"):
+        read_onnx_metadata(empty)
+
+    foreign = tmp_path / "foreign.onnx"  # a valid ONNX model that robustreid did not write
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["x"], ["y"])], "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 4])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 8, 4])])
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), str(foreign))
+    with pytest.raises(ValueError, match="foreign.onnx has no robustreid metadata"):
+        FeatureExtractor(foreign, backend="onnxruntime")
+
+    with pytest.raises(ValueError, match="backend 'tensorrt'"):
+        FeatureExtractor(model, backend="tensorrt")
+    with pytest.raises(ValueError, match="backend 'onnxruntime' is not available for a ReIDNet"):
+        FeatureExtractor(model, backend="onnxruntime")
+    with pytest.raises(ValueError, match="opset=15"):
+        export_onnx(model, tmp_path / "old.onnx", opset=15)
+    with pytest.raises(ValueError, match="is a directory"):
+        export_onnx(model, tmp_path)
+
+    path = tmp_path / "tiny.onnx"
+    export_onnx(model, path, check=False)
+    with pytest.raises(ValueError, match=r"expected images of shape \(B, 3, 160, 64\)"):
+        OnnxEmbedder(path).embed(torch.zeros(2, 3, 128, 64))
+    with pytest.raises(ValueError, match="device 'mps'"):
+        OnnxEmbedder(path, device="mps")
+    with pytest.raises(ValueError, match="device 'gpu0'"):
+        OnnxEmbedder(path, device="gpu0")
