@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import platform
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -41,11 +40,13 @@ from pathlib import Path
 
 import torch
 
+from robustreid.atomicfile import write_text
 from robustreid.checkpoint import load_model, model_state, save_checkpoint
 from robustreid.datasets import load_dataset, read_image
 from robustreid.loaders import TestTransform
 from robustreid.model import build_model, list_models
 from robustreid.profile import count_macs
+from robustreid.swag import update_bn
 from robustreid.synthetic import write_market1501
 
 TORCH_BACKENDS = ("torch-eager", "torch-channels_last", "torch-compile", "torch-bf16")
@@ -83,17 +84,9 @@ def image_batch(records, data_config, limit: int) -> torch.Tensor:
     return torch.stack([transform(read_image(r.img_path)) for r in records[::step][:limit]])
 
 
-@torch.no_grad()
 def calibrate_bn(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 32) -> None:
-    """BatchNorm running statistics = cumulative averages over ``images`` (train-mode forwards, no grad)."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None
-    model.train()
-    for batch in images.split(batch_size):
-        if len(batch) > 1:
-            model(batch)
+    """BatchNorm running statistics = cumulative averages over ``images`` (``swag.update_bn``), eval mode."""
+    update_bn(model, [b for b in images.split(batch_size) if len(b) > 1])
     model.eval()
 
 
@@ -216,10 +209,7 @@ def write_markdown(records: list[dict], path: Path) -> None:
                          f"{r['delta_rank1']:+.2f} | {r['delta_mAP']:+.2f} | "
                          f"{r['identical_topk']} ({r['queries_differing_beyond_ties']}) | "
                          f"{r['min_cosine']:.3f} |")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    write_text(path, "\n".join(lines) + "\n")
 
 
 # ------------------------------------------------------------------------------------------------- main

@@ -19,19 +19,13 @@ import torch
 
 from robustreid.model import build_model, list_models
 from robustreid.profile import count_macs
+from robustreid.swag import update_bn
 
 
-@torch.no_grad()
 def calibrate_bn(model: torch.nn.Module, batches: int = 4, batch_size: int = 32) -> None:
-    """Set BatchNorm running statistics from random images (cumulative average over ``batches``)."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None
-    model.train()
+    """BatchNorm running statistics from random images (``swag.update_bn``), then eval mode."""
     h, w = model.data_config["input_size"]
-    for _ in range(batches):
-        model(torch.randn(batch_size, 3, h, w))
+    update_bn(model, [torch.randn(batch_size, 3, h, w) for _ in range(batches)])
     model.eval()
 
 

@@ -32,20 +32,14 @@ from robustreid import build_model
 from robustreid.evaluate import FeatureExtractor
 from robustreid.tracking.motio import load_sequence
 from robustreid.tracking.run import evaluate_tracking, track_sequence
+from robustreid.swag import update_bn
 from robustreid.tracking.scene import write_scene
 
 
-@torch.no_grad()
 def set_bn_statistics(model: torch.nn.Module, batches: int = 4, batch_size: int = 32) -> None:
-    """BatchNorm running statistics from random images (cumulative average), then eval mode."""
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None
-    model.train()
+    """BatchNorm running statistics from random images (``swag.update_bn``), then eval mode."""
     h, w = model.data_config["input_size"]
-    for _ in range(batches):
-        model(torch.randn(batch_size, 3, h, w))
+    update_bn(model, [torch.randn(batch_size, 3, h, w) for _ in range(batches)])
     model.eval()
 
 

@@ -17,7 +17,7 @@ def test_round_trip_restores_weights_and_arch(tmp_path):
     torch.manual_seed(0)
     model = build_model("robustreid_1x", 5, pooling="avg").eval()
     path = save_checkpoint({**model_state(model), "epoch": 3}, tmp_path / "run" / "last.pt")
-    assert path.exists() and not list(path.parent.glob("*.tmp"))
+    assert path.exists() and not list(path.parent.glob(".tmp-*"))
     state = load_checkpoint(path)
     assert state["epoch"] == 3
     restored = load_model(path)

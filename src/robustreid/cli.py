@@ -94,6 +94,7 @@ def _scaled_schedule(schedule, epochs: int) -> dict:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from .atomicfile import write_text
     from .train import config_from_checkpoint, fit
 
     if args.resume:
@@ -109,7 +110,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     dataset_spec = _dataset_spec(args, out)
     dataset = _load_dataset(dataset_spec)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "dataset.json").write_text(json.dumps(dataset_spec))
+    write_text(out / "dataset.json", json.dumps(dataset_spec))
     print(dataset.stats_table(), file=sys.stderr)
     summary = fit(cfg, dataset, out, resume=bool(args.resume), device=args.device)
     print(json.dumps({k: v for k, v in summary.items() if k not in ("config", "versions")}))
@@ -141,6 +142,7 @@ def _cmd_swag(args: argparse.Namespace) -> int:
 
     from .checkpoint import load_checkpoint
     from .config import apply_overrides, parse_set
+    from .atomicfile import write_text
     from .train import config_from_checkpoint, fit
 
     source = Path(args.from_run)
@@ -160,7 +162,7 @@ def _cmd_swag(args: argparse.Namespace) -> int:
     spec = _dataset_spec(args, source)
     dataset = _load_dataset(spec)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "dataset.json").write_text(json.dumps(spec))
+    write_text(out / "dataset.json", json.dumps(spec))
     resume = (out / "last.pt").is_file()
     summary = fit(cfg, dataset, out, resume=resume, init_checkpoint=None if resume else state, device=args.device)
     print(json.dumps({k: v for k, v in summary.items() if k not in ("config", "versions")}))

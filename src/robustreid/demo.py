@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomicfile import write_text
 from .config import apply_overrides, preset
 from .datasets import load_dataset
 from .evaluate import evaluate, metrics_summary
@@ -106,7 +107,7 @@ def run_demo(out: str | Path = "runs/demo", *, epochs: int = 4, amp: bool = Fals
                          title="robustreid demo: robustreid_1x on synthetic persons")
     results.update(train_seconds=train_seconds, total_seconds=time.perf_counter() - start, epochs=epochs, amp=amp,
                    report=str(index), checkpoint=str(run_dir / "last.pt"))
-    (out / "demo.json").write_text(json.dumps(results, indent=2))
+    write_text(out / "demo.json", json.dumps(results, indent=2))
 
     table = [
         "| model | rank-1 | rank-5 | mAP |",

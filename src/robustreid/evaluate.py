@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .checkpoint import load_model
+from .atomicfile import write_bytes
 from .datasets import IMAGE_EXTENSIONS, Record, ReidDataset, read_image
 from .loaders import TestTransform, build_test_loader
 from .metrics import METRICS, compute_distmat, evaluate_features
@@ -421,20 +421,6 @@ def list_images(inputs) -> list[str]:
     return images
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A fresh name opened with "xb" (not mkstemp, whose files are 0600): the file gets the umask's mode.
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def extract_to_npz(checkpoint, inputs, out: str | os.PathLike, *, batch_size: int = 64, num_workers: int = 0,
@@ -451,5 +437,5 @@ def extract_to_npz(checkpoint, inputs, out: str | os.PathLike, *, batch_size: in
     buffer = io.BytesIO()
     np.savez(buffer, features=feats, paths=np.array(paths, dtype=np.str_))
     out = Path(out)
-    _write_atomic(out, buffer.getvalue())
+    write_bytes(out, buffer.getvalue())
     return {"out": str(out), "num_images": len(paths), "feature_dim": int(feats.shape[1])}

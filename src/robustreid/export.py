@@ -47,7 +47,8 @@ from torch import nn
 
 from .checkpoint import load_model
 from .datasets import ReidDataset, read_image
-from .evaluate import FeatureExtractor, _write_atomic, extract_features, rank_gallery
+from .atomicfile import write_bytes
+from .evaluate import FeatureExtractor, extract_features, rank_gallery
 from .loaders import TestTransform
 from .metrics import compute_distmat, evaluate_features
 from .model import MODELS, Architecture
@@ -378,7 +379,7 @@ def export_onnx(checkpoint_or_model, out: str | os.PathLike, *, opset: int = DEF
             raise RuntimeError(f"ONNX export of {_arch_name(model.arch)} does not match PyTorch: max abs "
                                f"differences {parity['max_abs_diff']} exceed {parity['tolerance']} (PyTorch "
                                f"float32 vs float64: {parity['torch_fp32_error']}); {out} was not written")
-    _write_atomic(out, data)
+    write_bytes(out, data)
     return {"out": str(out), "bytes": len(data), "opset": opset, "dynamic_batch": bool(dynamic_batch),
             "exporter": "dynamo" if dynamo else "torchscript", "arch_name": _arch_name(model.arch),
             "feature_dim": int(model.feature_dim), "input_size": list(model.data_config["input_size"]),
@@ -591,7 +592,7 @@ def quantize_onnx(fp32_path: str | os.PathLike, out: str | os.PathLike, calibrat
     del proto.metadata_props[:]
     onnx.helper.set_model_props(proto, props)
     data = proto.SerializeToString()
-    _write_atomic(out, data)
+    write_bytes(out, data)
     return {"out": str(out), "bytes": len(data), "fp32_bytes": fp32_path.stat().st_size,
             "calibration_images": num_images, "per_channel": bool(per_channel),
             "calibrate_method": calibrate_method, "activation_type": activation_type,

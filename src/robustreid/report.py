@@ -23,7 +23,6 @@ import io
 import json
 import math
 import os
-import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
+from .atomicfile import write_bytes
 from .datasets import ReidDataset, read_image
 from .evaluate import SUMMARY_KEYS
 
@@ -46,25 +46,12 @@ _METRIC_NAMES = {"euclidean": "squared Euclidean", "cosine": "1 - cosine similar
 
 
 # ------------------------------------------------------------------------------------------------ files
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    # A fresh name opened with "xb" (not mkstemp, whose files are 0600): the file gets the umask's mode.
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _save_png(fig: Figure, path: Path, dpi: int = 100) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
-    _write_atomic(path, buffer.getvalue())
+    write_bytes(path, buffer.getvalue())
 
 
 def read_training_log(path: str | os.PathLike) -> list[dict]:
@@ -340,7 +327,7 @@ def write_report(out_dir: str | os.PathLike, result: Mapping | None = None,
             body.append('<img src="ranked.png" alt="ranked gallery lists of sampled queries">')
             body.append(_table(["query", "file", "id", "cam", "first match", "matches shown"],
                                _ranked_rows(result["ranked"]), left=2))
-        _write_atomic(out_dir / "result.json", json.dumps(dict(result), indent=1).encode())
+        write_bytes(out_dir / "result.json", json.dumps(dict(result), indent=1).encode())
     if training_log is not None:
         _save_png(plot_training(training_log), out_dir / "training.png")
         body.append('<h2>Training</h2><img src="training.png" alt="training curves">')
@@ -351,5 +338,5 @@ def write_report(out_dir: str | os.PathLike, result: Mapping | None = None,
     page = (f'<!doctype html>\n<html lang="en"><head>{head}</head>\n<body>\n' + "\n".join(body)
             + "\n</body></html>\n")
     index = out_dir / "index.html"
-    _write_atomic(index, page.encode("utf-8"))
+    write_bytes(index, page.encode("utf-8"))
     return index

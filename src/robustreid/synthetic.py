@@ -28,7 +28,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
@@ -36,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from .atomicfile import TEMP_PREFIX, write_bytes
 
 __all__ = [
     "VIEWS",
@@ -960,18 +961,6 @@ def _render_spec(params: SynthParams, spec: _Spec) -> bytes:
     return buf.getvalue()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the dataset is meant to be shared
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _read_manifest(out: Path) -> dict | None:
@@ -1043,7 +1032,7 @@ def write_market1501(out: str | os.PathLike, *, ids_train: int = 120, ids_test: 
     out.mkdir(parents=True, exist_ok=True)
     for split in SPLIT_DIRS:
         (out / split).mkdir(exist_ok=True)
-    _write_atomic(out / MANIFEST_NAME, _manifest(params, complete=False))
+    write_bytes(out / MANIFEST_NAME, _manifest(params, complete=False))
 
     specs = _plan(params)
     wanted = {split: set() for split in SPLIT_DIRS}
@@ -1051,18 +1040,18 @@ def write_market1501(out: str | os.PathLike, *, ids_train: int = 120, ids_test: 
         wanted[spec.split].add(spec.name)
         path = out / spec.split / spec.name
         if not (resume and path.is_file()):  # else written atomically by an interrupted run: same bytes
-            _write_atomic(path, _render_spec(params, spec))
+            write_bytes(path, _render_spec(params, spec))
         if progress is not None:
             progress(done, len(specs))
     for split in SPLIT_DIRS:  # images of a previous run with other params, temp files of a killed one
         for p in (out / split).iterdir():
-            if (p.suffix == ".jpg" and p.name not in wanted[split]) or p.name.startswith(".tmp-"):
+            if (p.suffix == ".jpg" and p.name not in wanted[split]) or p.name.startswith(TEMP_PREFIX):
                 p.unlink()
 
     counts = {split: len(names) for split, names in wanted.items()}
     counts.update({"distractors": params.distractors, "junk": params.junk,
                    "ids_train": params.ids_train, "ids_test": params.ids_test})
-    _write_atomic(out / MANIFEST_NAME, _manifest(params, complete=True, counts=counts))
+    write_bytes(out / MANIFEST_NAME, _manifest(params, complete=True, counts=counts))
     return json.loads((out / MANIFEST_NAME).read_text())
 
 
@@ -1112,5 +1101,5 @@ def contact_sheet(path: str | os.PathLike, *, seed: int = 0, num_ids: int = 6, c
         sheet = sheet.quantize(colors, method=Image.Quantize.FASTOCTREE)
     buf = io.BytesIO()
     sheet.save(buf, "PNG", optimize=True)
-    _write_atomic(path, buf.getvalue())
+    write_bytes(path, buf.getvalue())
     return path

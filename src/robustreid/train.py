@@ -36,6 +36,7 @@ import torch.distributed as dist
 from torch import nn
 
 from . import __version__
+from .atomicfile import write_text
 from .checkpoint import load_checkpoint, model_from_checkpoint, model_state, save_checkpoint
 from .config import TrainConfig, config_to_dict, apply_overrides
 from .datasets import ReidDataset
@@ -344,7 +345,7 @@ def fit(
             if cfg.swag_bma_samples:
                 summary["bma"] = _bma(model, swag, dataset, cfg, dev, bn_loader)
             save_checkpoint(checkpoint(total), out_dir / "swa.pt")
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
     if dist.is_initialized():
         dist.barrier()
     return summary

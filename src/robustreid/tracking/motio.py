@@ -24,12 +24,13 @@ import configparser
 import math
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ..atomicfile import write_text
 
 __all__ = [
     "DET_COLUMNS",
@@ -128,7 +129,7 @@ def write_seqinfo(path, info: SeqInfo) -> None:
     lines = ["[Sequence]", f"name={info.name}", f"imDir={info.im_dir}", f"frameRate={frame_rate}",
              f"seqLength={info.seq_length}", f"imWidth={info.im_width}", f"imHeight={info.im_height}",
              f"imExt={info.im_ext}", ""]
-    _write_atomic(Path(path), "\n".join(lines))
+    write_text(path, "\n".join(lines))
 
 
 # -------------------------------------------------------------------------------------- text files
@@ -275,17 +276,6 @@ def _format(value: float, integer: bool) -> str:
 
 def _write_lines(path, rows: np.ndarray, integer: Sequence[bool], tail: str = "") -> None:
     lines = [",".join(_format(v, i) for v, i in zip(row, integer)) + tail for row in rows]
-    _write_atomic(Path(path), "".join(line + "\n" for line in lines))
+    write_text(path, "".join(line + "\n" for line in lines))
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fp:
-            fp.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

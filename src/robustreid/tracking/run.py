@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..atomicfile import write_text
 from .metrics import concat_cameras, evaluate_mot, match_tracks_to_gt, reentry_outcomes
 from .motio import MOTSequence, frame_rows, load_sequence, read_gt, read_results, write_results, xywh_to_xyxy
 from .reentry import ReentryConfig, RoomTracker, calibrate_threshold
@@ -301,7 +302,7 @@ def track_room(room_dir, out_dir, extractor=None, *, config: TrackerConfig | Non
     doc = {"reentry": asdict(reentry) if reentry else None, "calibration": calibration,
            "decisions": [{**asdict(d), "distance": d.distance if math.isfinite(d.distance) else None}
                          for d in room.decisions]}
-    _write_text(out_dir / REENTRY_FILE, json.dumps(doc, indent=2) + "\n")
+    write_text(out_dir / REENTRY_FILE, json.dumps(doc, indent=2) + "\n")
     identities = {d.identity for d in room.decisions}
     return {"cameras": [c for c, _ in cams], "frames": n, "camera_frames": n * len(cams),
             "seconds": round(seconds, 3), "fps": round(n * len(cams) / max(seconds, 1e-9), 2),
@@ -309,16 +310,6 @@ def track_room(room_dir, out_dir, extractor=None, *, config: TrackerConfig | Non
             "results": results}
 
 
-def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # ---------------------------------------------------------------------------------------- evaluation

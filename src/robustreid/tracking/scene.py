@@ -42,7 +42,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -50,6 +49,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..atomicfile import write_bytes
 from ..synthetic import (
     Camera,
     Identity,
@@ -580,7 +580,7 @@ def write_sequence(out, walkers: Sequence[Walker], camera: GroundCamera, look: C
             det_rows.append([t, -1, b[0], b[1], b[2] - b[0], b[3] - b[1], s])
         buf = io.BytesIO()
         image.save(buf, "JPEG", quality=quality)
-        _write_bytes(out / "img1" / f"{t:06d}.jpg", buf.getvalue())
+        write_bytes(out / "img1" / f"{t:06d}.jpg", buf.getvalue())
         if progress is not None:
             progress(t, frames)
     for stale in (out / "img1").iterdir():  # frames of an earlier, longer run; temp files of a killed one
@@ -596,18 +596,6 @@ def write_sequence(out, walkers: Sequence[Walker], camera: GroundCamera, look: C
             "det_rows": len(det_rows), "gt_ids": gt_ids}
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # ----------------------------------------------------------------------------------------- scenes
@@ -747,7 +735,7 @@ def write_scene(out, *, mode: str = "street", cameras: int | None = None, frames
             (out / "validation").rmdir()
     plan = _plan(params)
     # listed already, so that a rewrite after an interruption knows which folders are ours
-    _write_bytes(out / SCENE_MANIFEST, _manifest_bytes(params, complete=False,
+    write_bytes(out / SCENE_MANIFEST, _manifest_bytes(params, complete=False,
                                                        sequences=[{"path": p[0]} for p in plan]))
     total, done = sum(p[3] for p in plan), 0
     sequences = []
@@ -765,7 +753,7 @@ def write_scene(out, *, mode: str = "street", cameras: int | None = None, frames
                           "camid": camid, "frames": seq_frames, "gt_rows": summary["gt_rows"],
                           "det_rows": summary["det_rows"], "gt_ids": summary["gt_ids"],
                           "camera": asdict(geo)})
-    _write_bytes(out / SCENE_MANIFEST, _manifest_bytes(params, complete=True, sequences=sequences))
+    write_bytes(out / SCENE_MANIFEST, _manifest_bytes(params, complete=True, sequences=sequences))
     return _read_manifest(out)
 
 
