@@ -1,6 +1,5 @@
 """Checkpoints: atomic round trip, safe loading, clear refusals."""
 
-import pickle
 
 import pytest
 import torch

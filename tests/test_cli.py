@@ -2,7 +2,6 @@
 
 import json
 
-import pytest
 
 from robustreid.cli import main
 from robustreid.model import build_model

@@ -13,9 +13,8 @@ import torch
 
 from robustreid.checkpoint import load_checkpoint, load_model
 from robustreid.cli import main
-from robustreid.config import DataConfig, apply_overrides, config_to_dict, preset
+from robustreid.config import apply_overrides, config_to_dict, preset
 from robustreid.datasets import load_dataset
-from robustreid.schedule import ScheduleConfig
 from robustreid.synthetic import write_market1501
 from robustreid.train import ReIDCriterion, TrainingDiverged, fit
 

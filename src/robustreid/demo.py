@@ -95,7 +95,7 @@ def run_demo(out: str | Path = "runs/demo", *, epochs: int = 4, amp: bool = Fals
         f"({len(dataset.train)} images / epoch{', bf16 autocast' if amp else ''})")
     run_dir = out / "run"
     train_start = time.perf_counter()
-    summary = fit(cfg, dataset, run_dir, device=device, log=log)
+    fit(cfg, dataset, run_dir, device=device, log=log, final_eval=False)  # evaluated below, with the report data
     train_seconds = time.perf_counter() - train_start
 
     log("[4/4] evaluation and report")

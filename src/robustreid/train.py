@@ -20,7 +20,6 @@ the epoch only). A NaN or infinite loss stops the run with a clear message and l
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -42,7 +41,7 @@ from .config import TrainConfig, config_to_dict, apply_overrides
 from .datasets import ReidDataset
 from .loaders import RandomErasing, build_test_loader, build_train_loader
 from .losses import CrossEntropyLabelSmooth, TripletLoss
-from .model import ReIDNet, ReIDOutput, build_model
+from .model import ReIDOutput, build_model
 from .schedule import lr_at, swag_cycle_end
 
 __all__ = ["TrainingDiverged", "ReIDCriterion", "train_one_epoch", "fit", "config_from_checkpoint"]
@@ -224,11 +223,13 @@ def fit(
     show_progress: bool = True,
     log: Callable[[str], None] = print,
     init_checkpoint: dict | None = None,
+    final_eval: bool = True,
 ) -> dict:
     """Train ``cfg`` on ``dataset`` (its ``train`` split; ``query``/``gallery`` for evaluation) into ``out_dir``.
 
     ``resume``: continue from ``out_dir/last.pt`` (same config required). ``init_checkpoint``: start from these
     weights at epoch ``cfg.schedule.epochs`` (the SWAG stage on a finished run: ``robustreid swag``).
+    ``final_eval=False`` skips the closing evaluation of the main stage (for a caller that evaluates itself).
     Returns the summary dict (also written to ``out_dir/summary.json``).
     """
     out_dir = Path(out_dir)
@@ -332,7 +333,8 @@ def fit(
     # 5. the end
     summary: dict = {"epochs": total, "config": config_to_dict(cfg), "versions": _versions()}
     if main_process:
-        summary["final"] = _evaluate(model, dataset, cfg, dev)
+        if final_eval or (swag is not None and swag.n_models):
+            summary["final"] = _evaluate(model, dataset, cfg, dev)
         if swag is not None and swag.n_models:
             from .swag import update_bn
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import configparser
 import math
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass

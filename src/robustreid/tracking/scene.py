@@ -40,7 +40,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
