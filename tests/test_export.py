@@ -286,3 +286,35 @@ def test_clear_errors(tmp_path, image_paths):
         OnnxEmbedder(path, device="mps")
     with pytest.raises(ValueError, match="device 'gpu0'"):
         OnnxEmbedder(path, device="gpu0")
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+def test_export_command_writes_checked_fp32_and_int8_models(market, tmp_path, capsys):
+    """`robustreid export`: the fp32 file ranks the query/gallery like the checkpoint, the int8 file is
+    quantized and compared; a missing checkpoint is one line on stderr, exit 2."""
+    import json
+
+    from robustreid.checkpoint import model_state, save_checkpoint
+    from robustreid.cli import main
+
+    model = calibrated("robustreid_1x", [r.img_path for r in market.train], **SMALL)
+    checkpoint = save_checkpoint(model_state(model), tmp_path / "small.pt")
+    fp32, int8 = tmp_path / "m.onnx", tmp_path / "m.int8.onnx"
+    code = main(["export", "--checkpoint", str(checkpoint), "--out", str(fp32), "--int8", str(int8),
+                 "--dataset", "market1501", "--root", str(market.root)])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["export"]["parity"]["ok"] and fp32.is_file() and int8.is_file()
+    assert result["rankings"]["queries_differing_beyond_ties"] == 0
+    assert result["rankings"]["num_query"] == len(market.query)
+    n = min(len(market.train), 256)  # calibrated on the training images (at most 256), whole batches of 32
+    assert read_onnx_metadata(int8)["quantization"]["calibration_images"] == (n if n < 32 else n - n % 32)
+    assert result["int8_rankings"]["max_abs_diff"] > 1e-3  # a different (quantized) model was ranked
+
+    assert main(["export", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "nope.pt" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "y.onnx"),
+                 "--int8", str(tmp_path / "y8.onnx")]) == 2
+    assert "--int8 needs --dataset" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.bin")]) == 2
+    assert "ending in .onnx" in capsys.readouterr().err
