@@ -19,3 +19,16 @@ def test_demo_config_keeps_the_recipe_and_the_shape_of_eq1():
     assert lr_at(4, s) == pytest.approx(3e-3)
     with pytest.raises(ValueError, match="at least 4 epochs"):
         demo_config(epochs=3)
+
+
+def test_demo_config_of_another_preset_keeps_that_recipe():
+    cfg, base = demo_config(epochs=4, preset_name="hacnn"), demo_config(epochs=4)
+    full = preset("hacnn")
+    assert (cfg.model, cfg.loss, cfg.data, cfg.optim) == (full.model, full.loss, full.data, full.optim)
+    assert cfg.model == "hacnn" and cfg.loss != base.loss
+    # the baseline has no warmup (not a Bag of Tricks item of HA-CNN): none at demo scale either
+    assert full.schedule.warmup_epochs == cfg.schedule.warmup_epochs == 0
+    assert lr_at(0, cfg.schedule) == lr_at(2, cfg.schedule) == pytest.approx(3e-2)
+    assert lr_at(3, cfg.schedule) == pytest.approx(3e-3) and cfg.schedule.swag_cycles == 0
+    with pytest.raises(ValueError, match="nope"):
+        demo_config(preset_name="nope")
