@@ -131,7 +131,10 @@ def test_swag_stage_on_a_finished_run(tiny_root, tmp_path, capsys):
     assert main(["swag", "--from", str(run), "--out", str(run2), "--cycles", "2", "--cycle-epochs", "2",
                  "--set", "swag_bma_samples=2"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert {"before_swag", "swa_mean", "bma", "final"} <= set(summary)
+    assert {"start", "sgd_last", "swa_mean", "bma", "final"} <= set(summary)
+    # the stage starts from the finished run's weights: the same evaluation as that run's final one
+    finished = json.loads((run / "summary.json").read_text())["final"]
+    assert summary["start"]["mAP"] == pytest.approx(finished["mAP"], abs=1e-6)
     state = load_checkpoint(run2 / "last.pt")
     assert state["epoch"] == 1 + 2 * 2
     assert state["swag"]["n_models"] == 2

@@ -102,8 +102,13 @@ def _all_reduce_mean(value: float, device: torch.device) -> float:
 # ---- one epoch ------------------------------------------------------------------------------------------------
 
 
-def _progress(line: str, stream=sys.stderr) -> None:
-    stream.write("\r" + line[:150].ljust(150))
+def _progress(line: str, i: int, iters: int, stream=sys.stderr) -> None:
+    """A progress line: redrawn in place on a terminal; in a log file (not a TTY) one line per tenth of the
+    epoch, so logs stay readable."""
+    if stream.isatty():
+        stream.write("\r" + line[:150].ljust(150) + ("\n" if i + 1 == iters else ""))
+    elif (i + 1) % max(1, math.ceil(iters / 10)) == 0 or i + 1 == iters:
+        stream.write(line + "\n")
     stream.flush()
 
 
@@ -149,7 +154,7 @@ def train_one_epoch(
             eta = elapsed / (i + 1) * (iters - i - 1)
             _progress(
                 f"epoch {epoch} [{i + 1}/{iters}] loss {loss.item():.4f} lr {lr:.2e} "
-                f"{seen / elapsed:.1f} img/s ETA {eta:.0f}s"
+                f"{seen / elapsed:.1f} img/s ETA {eta:.0f}s", i, iters
             )
     elapsed = time.perf_counter() - start
     stats = {k: _all_reduce_mean(v / max(iters, 1), device) for k, v in totals.items()}
@@ -291,6 +296,11 @@ def fit(
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     logger = _Log(out_dir, main_process)
+    if init_checkpoint is not None and not resume and main_process:
+        # the model the stage starts from, for the Table 3 comparison (before / SWA / SWAG)
+        record = {"kind": "eval", "stage": "start", "epoch": start_epoch - 1, **_evaluate(model, dataset, cfg, dev)}
+        history.append(record)
+        logger.write(record)
 
     def checkpoint(epoch_done: int) -> dict:
         return {
@@ -313,8 +323,6 @@ def fit(
         if stage == "swag" and swag_cycle_end(epoch, cfg.schedule):
             swag.collect(model)
             record["swag_snapshots"] = swag.n_models
-        if show_progress:
-            sys.stderr.write("\n")
         history.append(record)
         logger.write(record)
         is_last_main = epoch == cfg.schedule.epochs - 1
@@ -338,11 +346,14 @@ def fit(
         if swag is not None and swag.n_models:
             from .swag import update_bn
 
-            before = summary["final"]
+            last_sgd = summary["final"]
             bn_loader = build_test_loader(dataset.train, model.data_config, cfg.data.test_batch_size, cfg.data.num_workers)
             swag.mean_into(model)
             update_bn(model, bn_loader, device=dev)
-            summary["before_swag"] = before
+            start = [r for r in history if r.get("stage") == "start"]
+            if start:
+                summary["start"] = {k: v for k, v in start[0].items() if k not in ("kind", "stage", "epoch")}
+            summary["sgd_last"] = last_sgd  # the last SGD iterate of the cycles (no averaging)
             summary["swa_mean"] = summary["final"] = _evaluate(model, dataset, cfg, dev)
             if cfg.swag_bma_samples:
                 summary["bma"] = _bma(model, swag, dataset, cfg, dev, bn_loader)
