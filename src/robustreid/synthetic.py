@@ -818,13 +818,14 @@ def _render_stray(camera: Camera, rng: np.random.Generator, size: tuple[int, int
     return apply_camera(img, camera, rng)
 
 
-def _check_size(size) -> tuple[int, int]:
+def _check_size(size, minimum: tuple[int, int] = (32, 16)) -> tuple[int, int]:
+    """``size`` as ``(height_px, width_px)`` ints, each at least ``minimum``; else ``ValueError``."""
     try:
         h, w = (int(v) for v in size)
     except (TypeError, ValueError):
         raise ValueError(f"size must be (height_px, width_px), got {size!r}") from None
-    if h < 32 or w < 16:
-        raise ValueError(f"size must be at least (32, 16) pixels (height, width), got {size!r}")
+    if h < minimum[0] or w < minimum[1]:
+        raise ValueError(f"size must be at least {tuple(minimum)} pixels (height, width), got {size!r}")
     return h, w
 
 

@@ -49,6 +49,7 @@ import numpy as np
 from PIL import Image
 
 from ..atomicfile import write_bytes
+from ..synthetic import _check_size as _check_crop_size
 from ..synthetic import (
     Camera,
     Identity,
@@ -173,13 +174,7 @@ def room_cameras(n: int, size: tuple[int, int] = (360, 640)) -> list[GroundCamer
 
 
 def _check_size(size) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in size)
-    except (TypeError, ValueError):
-        raise ValueError(f"size must be (height_px, width_px), got {size!r}") from None
-    if h < 48 or w < 64:
-        raise ValueError(f"size must be at least (48, 64) pixels (height, width), got {size!r}")
-    return h, w
+    return _check_crop_size(size, minimum=(48, 64))  # a frame: at least 48 x 64
 
 
 # ------------------------------------------------------------------------------------------ walkers
