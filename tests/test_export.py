@@ -221,6 +221,17 @@ def test_int8_descriptors_track_fp32(market, tmp_path):
     assert per_channel, "weights have one scale per output channel"
     meta = read_onnx_metadata(int8)
     assert meta["quantization"]["format"] == "QDQ" and meta["quantization"]["per_channel"] is True
+    # defaults: convolutions only, the stem (first) convolution kept in fp32
+    assert meta["quantization"]["op_types"] == ["Conv"] and len(meta["quantization"]["fp32_nodes"]) == 1
+    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
+    produced_by = {out: n for n in proto.graph.node for out in n.output}
+    quantized_weight = [c.input[1] in produced_by and produced_by[c.input[1]].op_type == "DequantizeLinear"
+                        for c in convs]
+    assert quantized_weight[0] is False and all(quantized_weight[1:])
+    assert convs[0].name == meta["quantization"]["fp32_nodes"][0]
+    gemm_weights = [n.input[1] for n in proto.graph.node if n.op_type == "Gemm"]
+    assert gemm_weights and not any(w in produced_by and produced_by[w].op_type == "DequantizeLinear"
+                                    for w in gemm_weights)
     assert meta["data_config"] == read_onnx_metadata(fp32)["data_config"]
 
     x = preprocess(model, [r.img_path for r in market.query + market.gallery])
@@ -235,6 +246,8 @@ def test_int8_descriptors_track_fp32(market, tmp_path):
         quantize_onnx(int8, tmp_path / "twice.onnx", train)
     with pytest.raises(ValueError, match="calibration_images is empty"):
         quantize_onnx(fp32, tmp_path / "none.onnx", [])
+    with pytest.raises(ValueError, match="op_types='Conv'"):
+        quantize_onnx(fp32, tmp_path / "bad.onnx", train, op_types="Conv")
 
 
 # ---------------------------------------------------------------------------------------------- errors
