@@ -186,6 +186,18 @@ def test_extract_features_follows_record_order(market):
     assert pids.dtype == np.int64 and camids.dtype == np.int64
 
 
+def test_extract_features_amp_runs_the_network_in_reduced_precision(market):
+    """``amp=True``: the same network under bfloat16 autocast on CPU. The descriptors come back float32, close to
+    the fp32 ones (bf16 keeps 8 mantissa bits: cosine > 0.99) but not equal (the autocast really ran)."""
+    model = tiny_model()
+    records = market.gallery
+    fp32, _, _ = extract_features(model, records, batch_size=4, num_workers=0)
+    bf16, _, _ = extract_features(model, records, batch_size=4, num_workers=0, amp=True)
+    assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape
+    assert float((bf16 - fp32).abs().max()) > 1e-4
+    assert torch.nn.functional.cosine_similarity(bf16, fp32, dim=1).min() > 0.99
+
+
 def slow_ranked_list(distmat_row, q_pid, q_camid, g_pids, g_camids, topk):
     """Valid gallery entries sorted by (distance, is_match): the pessimistic tie rule, as a plain loop."""
     entries = []

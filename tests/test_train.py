@@ -41,7 +41,7 @@ def tiny_cfg(**overrides):
     return apply_overrides(apply_overrides(preset("robust-reid-1x"), TINY), overrides)
 
 
-def test_fit_end_to_end(tiny_dataset, tmp_path):
+def test_fit_end_to_end(tiny_dataset, tmp_path, capsys):
     cfg = tiny_cfg(eval_every_epochs=1)
     summary = fit(cfg, tiny_dataset, tmp_path, show_progress=False, log=lambda s: None)
     assert set(summary["final"]) >= {"rank1", "mAP", "mINP", "num_query", "num_gallery"}
@@ -58,6 +58,16 @@ def test_fit_end_to_end(tiny_dataset, tmp_path):
     assert (tmp_path / "best.pt").exists() and (tmp_path / "summary.json").exists()
     model = load_model(tmp_path / "best.pt")
     assert model.num_classes == tiny_dataset.num_train_pids
+
+    # `robustreid eval` reports what evaluate() computes; --amp runs the network under bf16 autocast
+    from robustreid.evaluate import evaluate, metrics_summary
+
+    for flags, amp in (([], False), (["--amp"], True)):
+        assert main(["eval", "--checkpoint", str(tmp_path / "best.pt"), "--dataset", "market1501",
+                     "--root", str(tiny_dataset.root), "--json", "--num-workers", "0", *flags]) == 0
+        printed = json.loads(capsys.readouterr().out)
+        expected = metrics_summary(evaluate(tmp_path / "best.pt", tiny_dataset, num_workers=0, amp=amp))
+        assert printed == pytest.approx(expected)
 
 
 def _cli_train(args, env=None):

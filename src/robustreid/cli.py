@@ -174,7 +174,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     dataset = _load_dataset({"name": args.dataset, "root": args.root})
     result = evaluate(args.checkpoint, dataset, metric=args.metric, batch_size=args.batch_size,
-                      num_workers=args.num_workers, device=args.device)
+                      num_workers=args.num_workers, device=args.device, amp=args.amp)
     if args.report:
         from .report import write_report
 
@@ -351,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", choices=["euclidean", "cosine"], default="euclidean")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--report", metavar="DIR", help="write an HTML report (CMC curve, ranked lists) here")
+    p.add_argument("--amp", action="store_true", help="run the network under autocast (bfloat16 on CPU)")
     _add_runtime_args(p)
     p.set_defaults(func=_cmd_eval)
 

@@ -125,10 +125,13 @@ def _eval_mode(model: nn.Module):
         model.train(was_training)
 
 
-def _embed_batches(model: nn.Module, batches: Iterable[torch.Tensor], device: torch.device) -> torch.Tensor:
-    """Concatenated ``model.embed`` of image batches, as one float32 CPU tensor ``(N, D)``."""
+def _embed_batches(model: nn.Module, batches: Iterable[torch.Tensor], device: torch.device,
+                   amp: bool = False) -> torch.Tensor:
+    """Concatenated ``model.embed`` of image batches, as one float32 CPU tensor ``(N, D)``; ``amp``: the network
+    runs under autocast (bfloat16 on CPU, float16 on CUDA), as training with ``--amp`` does."""
     feats = []
-    with _eval_mode(model), torch.no_grad():
+    amp_dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
+    with _eval_mode(model), torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=bool(amp)):
         for imgs in batches:
             feats.append(model.embed(imgs.to(device, non_blocking=True)).float().cpu())
     return torch.cat(feats) if feats else torch.empty((0, model.feature_dim))
@@ -241,17 +244,19 @@ class FeatureExtractor:
 
 
 def extract_features(model, records: Sequence[Record], batch_size: int = 128, num_workers: int = 2,
-                     device: str | torch.device | None = None) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+                     device: str | torch.device | None = None,
+                     amp: bool = False) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     """Descriptors of dataset records, in record order: ``(feats, pids, camids)``.
 
     ``feats`` is a float32 CPU tensor ``(N, D)``; ``pids`` / ``camids`` are int64 numpy arrays. ``model`` is a
     ``ReIDNet`` or a checkpoint path; images go through ``loaders.build_test_loader`` (the test transform).
+    ``amp``: run the network under autocast (bfloat16 on CPU, float16 on CUDA); the descriptors are float32.
     """
     _check_loader_args(batch_size, num_workers)
     model, device = _prepare_model(model, device)
     records = list(records)
     loader = build_test_loader(records, model.data_config, batch_size=batch_size, num_workers=num_workers)
-    feats = _embed_batches(model, (imgs for imgs, *_ in loader), device)
+    feats = _embed_batches(model, (imgs for imgs, *_ in loader), device, amp)
     pids = np.array([r.pid for r in records], dtype=np.int64)
     camids = np.array([r.camid for r in records], dtype=np.int64)
     return feats, pids, camids
@@ -311,12 +316,13 @@ def _sample_queries(num_query: int, num_samples: int) -> list[int]:
 
 def evaluate(model, dataset: ReidDataset, *, metric: str = "euclidean", batch_size: int = 128,
              num_workers: int = 2, device: str | torch.device | None = None, max_rank: int = 50,
-             num_samples: int = 8, topk: int = 10) -> dict:
+             num_samples: int = 8, topk: int = 10, amp: bool = False) -> dict:
     """Rank-1/5/10, mAP and mINP of ``model`` on ``dataset``'s query / gallery split (Section 4).
 
     ``model``: a ``ReIDNet`` (used where it is, its train / eval mode restored) or a checkpoint path.
     ``metric``: ``"euclidean"`` (squared, the default) or ``"cosine"``; both rank identically here since every
-    descriptor has the same norm. Protocol and tie rule: ``metrics.evaluate_rank``.
+    descriptor has the same norm. Protocol and tie rule: ``metrics.evaluate_rank``. ``amp``: extract the
+    descriptors with the network under autocast (``extract_features``); distances and metrics stay float32.
 
     Returns a dict of plain Python values (JSON-serialisable):
 
@@ -334,8 +340,8 @@ def evaluate(model, dataset: ReidDataset, *, metric: str = "euclidean", batch_si
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}={value!r}: expected an integer >= 1")
     model, device = _prepare_model(model, device)
-    q_feats, q_pids, q_camids = extract_features(model, dataset.query, batch_size, num_workers, device)
-    g_feats, g_pids, g_camids = extract_features(model, dataset.gallery, batch_size, num_workers, device)
+    q_feats, q_pids, q_camids = extract_features(model, dataset.query, batch_size, num_workers, device, amp)
+    g_feats, g_pids, g_camids = extract_features(model, dataset.gallery, batch_size, num_workers, device, amp)
     num_query, num_gallery = len(q_pids), len(g_pids)
     q_dev, g_dev = q_feats.to(device), g_feats.to(device)
     cmc, mean_ap, mean_inp = evaluate_features(q_dev, g_dev, q_pids, g_pids, q_camids, g_camids,
