@@ -19,7 +19,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py --out runs/bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
