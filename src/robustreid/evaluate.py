@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 from .checkpoint import load_model
 from .atomicfile import write_bytes
 from .datasets import IMAGE_EXTENSIONS, Record, ReidDataset, read_image
+from .inference import CPU_MICRO_BATCH, embed_micro_batched, optimize_for_inference
 from .loaders import TestTransform, build_test_loader
 from .metrics import METRICS, compute_distmat, evaluate_features
 
@@ -126,15 +127,32 @@ def _eval_mode(model: nn.Module):
 
 
 def _embed_batches(model: nn.Module, batches: Iterable[torch.Tensor], device: torch.device,
-                   amp: bool = False) -> torch.Tensor:
+                   amp: bool = False, optimized: bool = False) -> torch.Tensor:
     """Concatenated ``model.embed`` of image batches, as one float32 CPU tensor ``(N, D)``; ``amp``: the network
-    runs under autocast (bfloat16 on CPU, float16 on CUDA), as training with ``--amp`` does."""
+    runs under autocast (bfloat16 on CPU, float16 on CUDA), as training with ``--amp`` does.
+
+    ``optimized``: ``model`` comes from ``_inference_model`` (BatchNorm folded, channels_last): each batch runs
+    in micro-batches of ``inference.CPU_MICRO_BATCH`` NHWC images."""
     feats = []
     amp_dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
     with _eval_mode(model), torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=bool(amp)):
         for imgs in batches:
-            feats.append(model.embed(imgs.to(device, non_blocking=True)).float().cpu())
+            imgs = imgs.to(device, non_blocking=True)
+            if optimized:
+                out = embed_micro_batched(model.embed, imgs, CPU_MICRO_BATCH, channels_last=True)
+            else:
+                out = model.embed(imgs)
+            feats.append(out.float().cpu())
     return torch.cat(feats) if feats else torch.empty((0, model.feature_dim))
+
+
+def _inference_model(model: nn.Module, device: torch.device, optimize: bool) -> tuple[nn.Module, bool]:
+    """``(network to run, optimized)``: on a CPU with ``optimize``, ``inference.optimize_for_inference(model)``
+    (a copy: BatchNorm folded into the convolutions, channels_last; same descriptors up to float rounding,
+    2-3x faster with the micro-batches); otherwise ``model`` itself."""
+    if optimize and device.type == "cpu":
+        return optimize_for_inference(model), True
+    return model, False
 
 
 def _check_loader_args(batch_size: int, num_workers: int) -> None:
@@ -199,6 +217,10 @@ class FeatureExtractor:
         num_workers: DataLoader worker processes decoding the images (0: in this process).
         backend: ``"torch"`` (default) or ``"onnxruntime"`` (an onnxruntime session with
             ``torch.get_num_threads()`` intra-op threads; ``self.model`` is then an ``export.OnnxEmbedder``).
+        optimize: torch backend on a CPU: run a copy of the model made here, with BatchNorm folded into the
+            convolutions, channels_last, on micro-batches of ``inference.CPU_MICRO_BATCH`` images (same
+            descriptors up to float rounding, 2-3x faster). The copy is a snapshot: pass ``False`` to follow a
+            model whose weights keep changing (e.g. one still training).
 
     ``extractor(inputs)`` takes an image path (str / Path), a PIL image, an HxWx3 uint8 RGB numpy array, or a
     list mixing them, and returns a float32 CPU tensor with one row per image, in input order. Images are
@@ -206,7 +228,7 @@ class FeatureExtractor:
     """
 
     def __init__(self, checkpoint_or_model, device: str | torch.device | None = None, batch_size: int = 64,
-                 num_workers: int = 0, backend: str = "torch"):
+                 num_workers: int = 0, backend: str = "torch", optimize: bool = True):
         if backend not in BACKENDS:
             raise ValueError(f"backend {backend!r} is not available: expected one of {BACKENDS}")
         _check_loader_args(batch_size, num_workers)
@@ -214,6 +236,7 @@ class FeatureExtractor:
             self.model, self.device = _prepare_onnx(checkpoint_or_model, device)
         else:
             self.model, self.device = _prepare_model(checkpoint_or_model, device)
+            self._net, self._optimized = _inference_model(self.model, self.device, optimize)
         self.backend = backend
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -235,28 +258,32 @@ class FeatureExtractor:
         if self.backend == "onnxruntime":
             feats = [self.model.embed(imgs) for imgs in loader]
             return torch.cat(feats) if feats else torch.empty((0, self.feature_dim))
-        return _embed_batches(self.model, loader, self.device)
+        return _embed_batches(self._net, loader, self.device, optimized=self._optimized)
 
     def __repr__(self) -> str:
         return (f"FeatureExtractor(backend={self.backend!r}, device={str(self.device)!r}, "
                 f"batch_size={self.batch_size}, feature_dim={self.feature_dim}, "
+                f"optimized={getattr(self, '_optimized', False)}, "
                 f"transform={self.transform!r})")
 
 
 def extract_features(model, records: Sequence[Record], batch_size: int = 128, num_workers: int = 2,
                      device: str | torch.device | None = None,
-                     amp: bool = False) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+                     amp: bool = False, optimize: bool = True) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     """Descriptors of dataset records, in record order: ``(feats, pids, camids)``.
 
     ``feats`` is a float32 CPU tensor ``(N, D)``; ``pids`` / ``camids`` are int64 numpy arrays. ``model`` is a
     ``ReIDNet`` or a checkpoint path; images go through ``loaders.build_test_loader`` (the test transform).
     ``amp``: run the network under autocast (bfloat16 on CPU, float16 on CUDA); the descriptors are float32.
+    ``optimize`` (CPU only): run a copy with BatchNorm folded, in channels_last, on micro-batches of
+    ``inference.CPU_MICRO_BATCH`` images (module ``robustreid.inference``); ``False``: the model as it is.
     """
     _check_loader_args(batch_size, num_workers)
     model, device = _prepare_model(model, device)
     records = list(records)
     loader = build_test_loader(records, model.data_config, batch_size=batch_size, num_workers=num_workers)
-    feats = _embed_batches(model, (imgs for imgs, *_ in loader), device, amp)
+    net, optimized = _inference_model(model, device, optimize)
+    feats = _embed_batches(net, (imgs for imgs, *_ in loader), device, amp, optimized)
     pids = np.array([r.pid for r in records], dtype=np.int64)
     camids = np.array([r.camid for r in records], dtype=np.int64)
     return feats, pids, camids
