@@ -2,13 +2,18 @@
 
 One JSON object per line on stdout:
 
-* ``kind="matmul_peak"``: fp32 (and bf16) rate of an N x N matrix product with ``--threads`` threads, the
-  ceiling the networks are measured against;
+* ``kind="matmul_peak"``: fp32 (and bf16) rate of an N x N matrix product with ``--threads`` threads, in
+  PyTorch (``torch.mm``) and in onnxruntime (a one-node ``MatMul`` graph); the faster fp32 one is the ceiling
+  the networks are measured against (on the AMD benchmark machine onnxruntime's own GEMM beat ``torch.mm``'s);
 * ``kind="speed"``: images/s of the test descriptor (``ReIDNet.embed``) per (model, backend, batch size) with
   achieved GFLOP/s = 2 x MACs x images/s (MACs from ``robustreid.profile.count_macs``) and its fraction of the
-  fp32 matmul peak. Backends: ``torch-eager`` (fp32), ``torch-channels_last``, ``torch-compile`` (inductor, in
-  a child process killed after ``--compile-timeout`` s), ``torch-bf16`` (autocast), ``ort-fp32``, ``ort-int8``
-  (``robustreid.export``: static QDQ quantization calibrated on training images);
+  fp32 matmul peak. Backends: ``torch-eager`` (fp32, the batch in one call), ``torch-channels_last``,
+  ``torch-optimized`` (``robustreid.inference``: BatchNorm folded, channels_last, micro-batches of
+  ``CPU_MICRO_BATCH`` images, as ``FeatureExtractor`` runs by default), ``torch-bf16`` (autocast over
+  torch-optimized), ``torch-compile`` (inductor, in a child process killed after ``--compile-timeout`` s),
+  ``ort-fp32`` and ``ort-int8`` (``export.OnnxEmbedder`` with its default CPU micro-batches; int8: static
+  QDQ quantization calibrated on training images), ``ort-fp32-one-call`` (the batch in one session call).
+  Each record's ``micro_batch`` says how a batch was split (null: one call);
 * ``kind="export"`` / ``kind="quantize"``: file sizes, times and the export's parity figures;
 * ``kind="accuracy"``: ``export.onnx_parity`` of torch vs ort-fp32 and of ort-fp32 vs ort-int8 on the query /
   gallery split: identical top-10 lists, rank-1 / mAP of both, and whether int8 stays within 0.5 points.
@@ -43,14 +48,15 @@ import torch
 from robustreid.atomicfile import write_text
 from robustreid.checkpoint import load_model, model_state, save_checkpoint
 from robustreid.datasets import load_dataset, read_image
+from robustreid.inference import CPU_MICRO_BATCH, embed_micro_batched, optimize_for_inference
 from robustreid.loaders import TestTransform
 from robustreid.model import build_model, list_models
 from robustreid.profile import count_macs
 from robustreid.swag import update_bn
 from robustreid.synthetic import write_market1501
 
-TORCH_BACKENDS = ("torch-eager", "torch-channels_last", "torch-compile", "torch-bf16")
-ORT_BACKENDS = ("ort-fp32", "ort-int8")
+TORCH_BACKENDS = ("torch-eager", "torch-channels_last", "torch-optimized", "torch-bf16", "torch-compile")
+ORT_BACKENDS = ("ort-fp32", "ort-fp32-one-call", "ort-int8")
 INT8_MAX_DROP_POINTS = 0.5  # keep int8 only if rank-1 and mAP drop by at most this many points
 
 
@@ -61,20 +67,44 @@ def emit(record: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ timing
-def rate(fn, min_seconds: float, min_calls: int = 2) -> float:
-    """Calls per second of ``fn`` after one warm-up call: at least ``min_calls`` calls and ``min_seconds``."""
+def rate(fn, min_seconds: float, min_calls: int = 2, repeats: int = 3) -> float:
+    """Calls per second of ``fn`` after one warm-up call: the best of ``repeats`` windows of at least
+    ``min_calls`` calls and ``min_seconds`` each (this machine's neighbours come and go: a window can lose a
+    third of its speed to them, so the fastest window is the machine's own rate, as ``timeit`` takes)."""
     fn()
-    calls, start = 0, time.perf_counter()
-    while calls < min_calls or time.perf_counter() - start < min_seconds:
-        fn()
-        calls += 1
-    return calls / (time.perf_counter() - start)
+    best = 0.0
+    for _ in range(repeats):
+        calls, start = 0, time.perf_counter()
+        while calls < min_calls or time.perf_counter() - start < min_seconds:
+            fn()
+            calls += 1
+        best = max(best, calls / (time.perf_counter() - start))
+    return best
+
+
+def ort_matmul_peak(n: int, threads: int, seconds: float) -> float:
+    """GFLOP/s of an ``n x n`` fp32 product in an onnxruntime session of one ``MatMul`` node."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    a, b = (helper.make_tensor_value_info(name, TensorProto.FLOAT, [n, n]) for name in "ab")
+    c = helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul", [a, b], [c])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = min(model.ir_version, onnx.IR_VERSION)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    feed = {"a": np.random.randn(n, n).astype(np.float32), "b": np.random.randn(n, n).astype(np.float32)}
+    return 2 * n**3 * rate(lambda: session.run(None, feed), seconds / 3) / 1e9
 
 
 def matmul_peak(n: int, dtype: torch.dtype, seconds: float) -> float:
     """GFLOP/s of an ``n x n`` by ``n x n`` product (2 n^3 flops), best of three runs."""
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    return max(2 * n**3 * rate(lambda: torch.mm(a, b), seconds / 3) for _ in range(3)) / 1e9
+    return 2 * n**3 * rate(lambda: torch.mm(a, b), seconds / 3) / 1e9
 
 
 # ----------------------------------------------------------------------------------------------- weights
@@ -92,18 +122,21 @@ def calibrate_bn(model: torch.nn.Module, images: torch.Tensor, batch_size: int =
 
 # ------------------------------------------------------------------------------------------------ speed
 def torch_runner(model, backend: str, x: torch.Tensor):
-    """A no-argument callable running one batch through ``backend``."""
+    """``(callable running one batch through backend, micro_batch)``."""
     if backend == "torch-eager":
-        return lambda: model.embed(x)
+        return (lambda: model.embed(x)), None
     if backend == "torch-channels_last":
         model_cl = model.to(memory_format=torch.channels_last)
         x_cl = x.contiguous(memory_format=torch.channels_last)
-        return lambda: model_cl.embed(x_cl)
+        return (lambda: model_cl.embed(x_cl)), None
+    fast = optimize_for_inference(model)
+    if backend == "torch-optimized":
+        return (lambda: embed_micro_batched(fast.embed, x, CPU_MICRO_BATCH, channels_last=True)), CPU_MICRO_BATCH
     if backend == "torch-bf16":
         def run():
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                return model.embed(x)
-        return run
+                return embed_micro_batched(fast.embed, x, CPU_MICRO_BATCH, channels_last=True)
+        return run, CPU_MICRO_BATCH
     raise ValueError(f"unknown torch backend {backend!r}")
 
 
@@ -168,20 +201,22 @@ def run_compiled(model, name, gmacs, peak, threads, args, tmp: Path) -> list[dic
     return records
 
 
-def ort_speed(path: Path, x: torch.Tensor, threads: int):
+def ort_speed(path: Path, x: torch.Tensor, threads: int, one_call: bool):
+    """``(callable running one batch through an OnnxEmbedder, micro_batch)``."""
     from robustreid.export import OnnxEmbedder
 
-    embedder = OnnxEmbedder(path, num_threads=threads)
+    embedder = OnnxEmbedder(path, num_threads=threads, micro_batch=None if one_call else CPU_MICRO_BATCH)
     array = x.numpy()
-    return lambda: embedder.embed(array)
+    return (lambda: embedder.embed(array)), embedder.micro_batch
 
 
 # ---------------------------------------------------------------------------------------------- report
 def write_markdown(records: list[dict], path: Path) -> None:
     speeds = [r for r in records if r.get("kind") == "speed" and "images_per_s" in r]
     sizes = sorted({r["batch_size"] for r in speeds})
-    lines = [f"fp32 matmul peak ({r['n']}x{r['n']}): {r['fp32_gflops_per_s']} GFLOP/s with {r['threads']} "
-             f"thread(s) (bf16: {r['bf16_gflops_per_s']}); load average {r['load_avg_1min']}."
+    lines = [f"fp32 matmul peak ({r['n']}x{r['n']}): torch {r['fp32_gflops_per_s']}, onnxruntime "
+             f"{r.get('ort_fp32_gflops_per_s', '-')} GFLOP/s with {r['threads']} thread(s) (torch bf16: "
+             f"{r['bf16_gflops_per_s']}); load average {r['load_avg_1min']}."
              for r in records if r.get("kind") == "matmul_peak"]
     columns = " | ".join(f"img/s @ b{b} | % peak @ b{b}" for b in sizes)
     lines += ["", f"| model | backend | threads | {columns} | load avg |",
@@ -218,6 +253,7 @@ def export_files(model, name: str, dataset, tmp: Path) -> tuple[dict, list[dict]
     from robustreid.export import export_onnx, quantize_onnx
 
     files = {"ort-fp32": tmp / f"{name}.onnx", "ort-int8": tmp / f"{name}-int8.onnx"}
+    files["ort-fp32-one-call"] = files["ort-fp32"]
     start = time.perf_counter()
     exported = export_onnx(model, files["ort-fp32"])
     records = [emit({"kind": "export", "model": name, "seconds": round(time.perf_counter() - start, 1),
@@ -239,12 +275,14 @@ def time_backends(model, name, files, gmacs, peak, threads, weights, args) -> li
         for bs in args.batch_sizes:
             x = torch.randn(bs, 3, h, w)
             if backend in ORT_BACKENDS:
-                fn = ort_speed(files[backend], x, threads)
+                fn, micro_batch = ort_speed(files[backend], x, threads, backend == "ort-fp32-one-call")
             else:
-                fn = torch_runner(model, backend, x)
+                fn, micro_batch = torch_runner(model, backend, x)
             with torch.no_grad():
                 ips = rate(fn, args.seconds) * bs
-            records.append(emit(speed_record(name, backend, bs, ips, gmacs, peak, threads, weights=weights)))
+            records.append(emit(speed_record(name, backend, bs, ips, gmacs, peak, threads, weights=weights,
+                                             micro_batch=micro_batch if micro_batch and micro_batch < bs
+                                             else None)))
         model.to(memory_format=torch.contiguous_format)  # undo torch-channels_last
     return records
 
@@ -321,13 +359,13 @@ def main() -> None:
     records, peaks = [], {}
     for threads in args.threads:
         torch.set_num_threads(threads)
-        records.append(emit({"kind": "matmul_peak", "n": args.matmul_size, "threads": threads,
-                             "fp32_gflops_per_s": round(matmul_peak(args.matmul_size, torch.float32,
-                                                                    args.seconds), 1),
-                             "bf16_gflops_per_s": round(matmul_peak(args.matmul_size, torch.bfloat16,
-                                                                    args.seconds), 1),
+        peak = {"fp32_gflops_per_s": round(matmul_peak(args.matmul_size, torch.float32, args.seconds), 1),
+                "bf16_gflops_per_s": round(matmul_peak(args.matmul_size, torch.bfloat16, args.seconds), 1)}
+        if onnxruntime is not None:
+            peak["ort_fp32_gflops_per_s"] = round(ort_matmul_peak(args.matmul_size, threads, args.seconds), 1)
+        records.append(emit({"kind": "matmul_peak", "n": args.matmul_size, "threads": threads, **peak,
                              **versions}))
-        peaks[threads] = records[-1]["fp32_gflops_per_s"]
+        peaks[threads] = max(records[-1]["fp32_gflops_per_s"], records[-1].get("ort_fp32_gflops_per_s", 0))
 
     with tempfile.TemporaryDirectory(prefix="robustreid-bench-deploy-") as tmp:
         tmp = Path(tmp)

@@ -121,6 +121,18 @@ def test_export_matches_torch_with_dynamic_batch(name, market, tmp_path):
     bound = max(1e-4, export.PARITY_NOISE_FACTOR * float64_error(model, x))
     assert float((embedder.embed(x) - model.embed(x)).abs().max()) <= bound
 
+    # Micro-batches (the CPU default): 11 images as slices of 8 and 3, or 2 x 5 + 1, equal one call.
+    x = torch.randn(11, 3, 160, 64, generator=generator)
+    whole = OnnxEmbedder(out, micro_batch=None)
+    calls = []
+    run = whole.session.run
+    whole.session = type("Spy", (), {"run": lambda self, names, feed: calls.append(len(feed[whole.input_name]))
+                                     or run(names, feed)})()
+    expected = whole.embed(x)
+    assert calls == [11] and embedder.micro_batch == export.CPU_MICRO_BATCH == 8
+    torch.testing.assert_close(embedder.embed(x), expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(OnnxEmbedder(out, micro_batch=5).embed(x), expected, atol=1e-6, rtol=0)
+
 
 def test_metadata_round_trip_and_fixed_batch(tmp_path):
     torch.manual_seed(0)
@@ -297,6 +309,8 @@ def test_clear_errors(tmp_path, image_paths):
         OnnxEmbedder(path).embed(torch.zeros(2, 3, 128, 64))
     with pytest.raises(ValueError, match="device 'mps'"):
         OnnxEmbedder(path, device="mps")
+    with pytest.raises(ValueError, match="micro_batch=0"):
+        OnnxEmbedder(path, micro_batch=0)
     with pytest.raises(ValueError, match="device 'gpu0'"):
         OnnxEmbedder(path, device="gpu0")
 

@@ -51,6 +51,7 @@ from .checkpoint import load_model
 from .datasets import ReidDataset, read_image
 from .atomicfile import write_bytes
 from .evaluate import FeatureExtractor, extract_features, rank_gallery
+from .inference import CPU_MICRO_BATCH
 from .loaders import TestTransform
 from .metrics import compute_distmat, evaluate_features
 from .model import MODELS, Architecture
@@ -212,12 +213,15 @@ class OnnxEmbedder:
         device: ``None`` / ``"cpu"`` (CPUExecutionProvider) or ``"cuda"`` / ``"cuda:N"``
             (CUDAExecutionProvider, when this onnxruntime build has it).
         num_threads: intra-op threads; ``None`` takes ``torch.get_num_threads()``, as the torch backend uses.
+        micro_batch: on the CPU, a batch runs as slices of at most this many images, whose activations stay
+            in cache (``inference.CPU_MICRO_BATCH``; robustreid_1x fp32: 109 vs 69 images/s for a batch of 64
+            on the benchmark machine); ``None``: one call per batch (always so on CUDA).
 
     A model exported with a fixed batch size is run on chunks of that size, the last one zero-padded.
     """
 
     def __init__(self, path: str | os.PathLike, device: str | torch.device | None = None,
-                 num_threads: int | None = None):
+                 num_threads: int | None = None, micro_batch: int | None = CPU_MICRO_BATCH):
         ort = _import("onnxruntime")
         self.path = _check_file(path)
         try:
@@ -232,6 +236,10 @@ class OnnxEmbedder:
             raise ValueError(f"device {str(self.device)!r}: this onnxruntime has providers "
                              f"{ort.get_available_providers()}; expected 'cpu' "
                              "(or 'cuda' with CUDAExecutionProvider)")
+        if micro_batch is not None and (isinstance(micro_batch, bool) or not isinstance(micro_batch, int)
+                                        or micro_batch < 1):
+            raise ValueError(f"micro_batch={micro_batch!r}: expected an integer >= 1 or None")
+        self.micro_batch = micro_batch if self.device.type == "cpu" else None
         self.num_threads = torch.get_num_threads() if num_threads is None else int(num_threads)
         if self.num_threads < 1:
             raise ValueError(f"num_threads={num_threads!r}: expected an integer >= 1")
@@ -262,7 +270,9 @@ class OnnxEmbedder:
         if len(array) == 0:
             return torch.empty((0, self.feature_dim))
         if self.batch_size is None:
-            return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
+            step = self.micro_batch or len(array)
+            return torch.from_numpy(np.concatenate([self.session.run(None, {self.input_name: array[i:i + step]})[0]
+                                                    for i in range(0, len(array), step)]))
         chunks = []
         for start in range(0, len(array), self.batch_size):
             chunk = array[start:start + self.batch_size]
@@ -275,7 +285,7 @@ class OnnxEmbedder:
 
     def __repr__(self) -> str:
         return (f"OnnxEmbedder(path='{self.path}', arch={self.metadata['arch_name']!r}, "
-                f"feature_dim={self.feature_dim}, threads={self.num_threads})")
+                f"feature_dim={self.feature_dim}, threads={self.num_threads}, micro_batch={self.micro_batch})")
 
 
 # ---------------------------------------------------------------------------------------------- export
@@ -519,10 +529,10 @@ def _calibration_batches(images: Sequence, data_config: Mapping, batch_size: int
 
 
 def quantize_onnx(fp32_path: str | os.PathLike, out: str | os.PathLike, calibration_images: Sequence, *,
-                  per_channel: bool = True, max_images: int = 256, batch_size: int = 32,
+                  per_channel: bool = True, max_images: int = 64, batch_size: int = 32,
                   calibrate_method: str = "percentile", activation_type: str = "uint8",
                   reduce_range: bool = False, op_types: Sequence[str] | None = ("Conv",),
-                  keep_first_conv: bool = True) -> dict:
+                  keep_first_conv: bool = True, calibration_stride: int | None = None) -> dict:
     """Static INT8 quantization of an exported model (onnxruntime, QDQ format), written atomically to ``out``.
 
     Activation ranges are calibrated on ``calibration_images`` (image paths or PIL images, e.g. the training
@@ -534,20 +544,30 @@ def quantize_onnx(fp32_path: str | os.PathLike, out: str | os.PathLike, calibrat
     methods are several times slower to calibrate; ``"entropy"`` ran out of 24 GiB of memory on robustreid_1x
     with 256 images). ``op_types``: the operator types quantized (None: every type onnxruntime can, which
     includes the attention products, GeM's ``Pow``, ``Resize`` and ``GridSample``); ``keep_first_conv``: leave
-    the stem convolution, which sees the raw pixels, in fp32.
+    the stem convolution, which sees the raw pixels, in fp32. ``calibration_stride``: batches per calibration
+    pass (onnxruntime's ``CalibStridedMinMax``; ``None``, the default: one pass over all). The histogram
+    calibrators keep every activation of a pass before binning it, so one pass needs memory in proportion to
+    ``max_images`` (robustreid_1x: 2.5 / 4.7 / 8.9 / 17.4 GB peak for 32 / 64 / 128 / 256 images;
+    robustreid_2x with 256 ran out of 24 GiB); several passes bound it, but merging their histograms cost
+    accuracy (below).
 
     The defaults are the most accurate setting measured on the 40-epoch robustreid_1x of the README (rank-1 /
-    mAP change vs the fp32 export on the synthetic query / gallery): every operator, min-max -6.7 / -4.2;
-    convolutions and fully connected layers only, min-max -4.9 / -4.8; the same with percentile calibration
-    -3.6 / -3.1; convolutions only, stem in fp32, percentile (the defaults) -1.3 / -2.6; also the next nine
-    convolutions in fp32 -1.5 / -2.5. None is within half a point of fp32, so check with ``onnx_parity``.
+    mAP change vs the fp32 export on the synthetic query / gallery), 256 calibration images unless said:
+    every operator, min-max -6.7 / -4.2; convolutions and fully connected layers only, min-max -4.9 / -4.8;
+    the same with percentile calibration -3.6 / -3.1; convolutions only, stem in fp32, percentile -1.3 / -2.6
+    (min-max -7.2 / -5.5); also the next nine convolutions in fp32 -1.5 / -2.5. That setting with 32 / 64 /
+    128 images in one pass: -2.3 / -1.6, +0.5 / -0.9 (the defaults), -2.3 / -1.6; 256 images in passes of
+    1 / 2 / 4 batches: -4.6 / -3.2, -4.1 / -2.9, -2.8 / -2.9. The spread says the calibration sample moves
+    the result by about two points, and the default was picked on the same query / gallery it is scored
+    on, so treat its figure as optimistic: none is reliably within half a point of fp32; check with
+    ``onnx_parity``.
     ``activation_type``: ``"uint8"`` (default: onnxruntime's
     fast U8S8 x86 kernels; robustreid_1x ran ~1.8x faster than fp32 on an AVX512-VNNI CPU, while int8
     activations, S8S8, were no faster than fp32) or ``"int8"``. On x86 CPUs without VNNI, U8S8 products
     can saturate: ``reduce_range=True`` (7-bit weights) avoids it; check accuracy with ``onnx_parity``.
 
     Returns ``{"out", "bytes", "fp32_bytes", "calibration_images", "per_channel", "calibrate_method",
-    "activation_type", "reduce_range", "op_types", "fp32_nodes"}``.
+    "activation_type", "reduce_range", "op_types", "fp32_nodes", "calibration_stride"}``.
     """
     onnx = _import("onnx")
     quantization = _import("onnxruntime.quantization")
@@ -567,9 +587,12 @@ def quantize_onnx(fp32_path: str | os.PathLike, out: str | os.PathLike, calibrat
                                  or not all(isinstance(t, str) for t in op_types)):
         raise ValueError(f"op_types={op_types!r}: expected None or a non-empty list of ONNX operator names "
                          "such as ['Conv', 'Gemm']")
-    for name, value in (("max_images", max_images), ("batch_size", batch_size)):
+    for name, value in (("max_images", max_images), ("batch_size", batch_size),
+                        ("calibration_stride", 1 if calibration_stride is None else calibration_stride)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}={value!r}: expected an integer >= 1")
+            raise ValueError(f"{name}={value!r}: expected an integer >= 1" +
+                             (" or None" if name == "calibration_stride" else ""))
+    extra_options = {} if calibration_stride is None else {"CalibStridedMinMax": calibration_stride}
     out = Path(out)
     if out.is_dir():
         raise ValueError(f"output {out} is a directory: expected an .onnx file path")
@@ -583,8 +606,16 @@ def quantize_onnx(fp32_path: str | os.PathLike, out: str | os.PathLike, calibrat
                          f"calibration images, got {num_images}")
 
     class _Reader(quantization.CalibrationDataReader):
+        """The calibration batches; ``set_range`` serves one pass of ``calibration_stride`` of them."""
+
         def __init__(self):
-            self._batches = iter(batches)
+            self.set_range(0, len(batches))
+
+        def __len__(self):
+            return len(batches)
+
+        def set_range(self, start_index: int, end_index: int):
+            self._batches = iter(batches[start_index:end_index])
 
         def get_next(self):
             batch = next(self._batches, None)
@@ -602,14 +633,15 @@ def quantize_onnx(fp32_path: str | os.PathLike, out: str | os.PathLike, calibrat
                 per_channel=per_channel, activation_type=types[activation_type],
                 weight_type=quantization.QuantType.QInt8, calibrate_method=methods[calibrate_method],
                 reduce_range=bool(reduce_range), op_types_to_quantize=None if op_types is None else list(op_types),
-                nodes_to_exclude=excluded,
+                nodes_to_exclude=excluded, extra_options=extra_options,
             )
         proto = onnx.load(str(quantized))
     settings = {"method": "static", "format": "QDQ", "per_channel": bool(per_channel), "weight_type": "int8",
                 "activation_type": activation_type, "reduce_range": bool(reduce_range),
                 "calibrate_method": calibrate_method,
                 "op_types": None if op_types is None else list(op_types), "fp32_nodes": excluded,
-                "calibration_images": num_images, "onnxruntime_version": _import("onnxruntime").__version__}
+                "calibration_images": num_images, "calibration_stride": calibration_stride,
+                "onnxruntime_version": _import("onnxruntime").__version__}
     props = {p.key: p.value for p in _load_proto(fp32_path).metadata_props}
     props[f"{METADATA_PREFIX}quantization"] = json.dumps(settings)
     del proto.metadata_props[:]
@@ -620,4 +652,4 @@ def quantize_onnx(fp32_path: str | os.PathLike, out: str | os.PathLike, calibrat
             "calibration_images": num_images, "per_channel": bool(per_channel),
             "calibrate_method": calibrate_method, "activation_type": activation_type,
             "reduce_range": bool(reduce_range), "op_types": None if op_types is None else list(op_types),
-            "fp32_nodes": excluded}
+            "fp32_nodes": excluded, "calibration_stride": calibration_stride}
