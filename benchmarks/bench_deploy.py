@@ -27,7 +27,7 @@ trained model) and ``--data`` (a Market1501-layout root) to measure the ones tha
 small synthetic dataset is written to a temporary folder.
 
     python benchmarks/bench_deploy.py [--models hacnn robustreid_1x robustreid_2x] [--batch-sizes 1 64]
-        [--backends ...] [--threads 2] [--seconds 2] [--compile-models robustreid_1x] [--compile-timeout 420]
+        [--backends ...] [--threads 2] [--seconds 2] [--repeats 3] [--compile-models robustreid_1x] [--compile-timeout 420]
         [--checkpoint PATH] [--data ROOT] [--markdown results.md]
 """
 
@@ -70,7 +70,10 @@ def emit(record: dict) -> dict:
 def rate(fn, min_seconds: float, min_calls: int = 2, repeats: int = 3) -> float:
     """Calls per second of ``fn`` after one warm-up call: the best of ``repeats`` windows of at least
     ``min_calls`` calls and ``min_seconds`` each (this machine's neighbours come and go: a window can lose a
-    third of its speed to them, so the fastest window is the machine's own rate, as ``timeit`` takes)."""
+    third of its speed to them, so the fastest window is the machine's own rate, as ``timeit`` takes).
+    On the benchmark machine the same onnxruntime session alternated between ~65 and ~111 images/s in phases
+    of 10-20 s (no CPU steal recorded: a busy neighbour on shared cores), so ``--repeats`` x ``--seconds``
+    should span a few phases for figures that matter."""
     fn()
     best = 0.0
     for _ in range(repeats):
@@ -170,7 +173,7 @@ def compile_child(args) -> None:
             diff = float((compiled(x) - model.embed(x)).abs().max())
         compile_s = time.perf_counter() - start
         with torch.no_grad():
-            calls = rate(lambda: compiled(x), args.seconds)
+            calls = rate(lambda: compiled(x), args.seconds, repeats=args.repeats)
         emit(speed_record(args.compile_name, "torch-compile", bs, calls * bs, args.compile_gmacs,
                           args.compile_peak, args.threads, compile_seconds=round(compile_s, 1),
                           max_abs_diff_vs_eager=diff))
@@ -181,7 +184,7 @@ def run_compiled(model, name, gmacs, peak, threads, args, tmp: Path) -> list[dic
     ckpt = save_checkpoint(model_state(model), tmp / f"{name}-compile.pt")
     cmd = [sys.executable, __file__, "--compile-child", str(ckpt), "--compile-name", name,
            "--compile-gmacs", str(gmacs), "--compile-peak", str(peak), "--threads", str(threads),
-           "--seconds", str(args.seconds), "--batch-sizes", *map(str, args.batch_sizes)]
+           "--seconds", str(args.seconds), "--repeats", str(args.repeats), "--batch-sizes", *map(str, args.batch_sizes)]
     # One compile worker: the pool of inductor's parallel compile would outlive a timed-out child.
     env = {**os.environ, "TORCHINDUCTOR_COMPILE_THREADS": "1"}
     skipped = None
@@ -279,7 +282,7 @@ def time_backends(model, name, files, gmacs, peak, threads, weights, args) -> li
             else:
                 fn, micro_batch = torch_runner(model, backend, x)
             with torch.no_grad():
-                ips = rate(fn, args.seconds) * bs
+                ips = rate(fn, args.seconds, repeats=args.repeats) * bs
             records.append(emit(speed_record(name, backend, bs, ips, gmacs, peak, threads, weights=weights,
                                              micro_batch=micro_batch if micro_batch and micro_batch < bs
                                              else None)))
@@ -327,7 +330,8 @@ def main() -> None:
     parser.add_argument("--setup-threads", type=int, default=1,
                         help="threads for everything but the timings (BN calibration, export, quantization, "
                              "accuracy): one thread is never starved by a busy core")
-    parser.add_argument("--seconds", type=float, default=2.0, help="minimum timing per measurement")
+    parser.add_argument("--seconds", type=float, default=2.0, help="minimum length of one timing window")
+    parser.add_argument("--repeats", type=int, default=3, help="timing windows per measurement; the best counts")
     parser.add_argument("--matmul-size", type=int, default=2048)
     parser.add_argument("--compile-models", nargs="*", default=["robustreid_1x"],
                         help="models also timed with torch.compile at the largest thread count "
