@@ -51,7 +51,7 @@ from .checkpoint import load_model
 from .datasets import ReidDataset, read_image
 from .atomicfile import write_bytes
 from .evaluate import FeatureExtractor, extract_features, rank_gallery
-from .inference import CPU_MICRO_BATCH
+from .inference import CPU_MICRO_BATCH, check_micro_batch
 from .loaders import TestTransform
 from .metrics import compute_distmat, evaluate_features
 from .model import MODELS, Architecture
@@ -214,8 +214,8 @@ class OnnxEmbedder:
             (CUDAExecutionProvider, when this onnxruntime build has it).
         num_threads: intra-op threads; ``None`` takes ``torch.get_num_threads()``, as the torch backend uses.
         micro_batch: on the CPU, a batch runs as slices of at most this many images, whose activations stay
-            in cache (``inference.CPU_MICRO_BATCH``; robustreid_1x fp32: 109 vs 69 images/s for a batch of 64
-            on the benchmark machine); ``None``: one call per batch (always so on CUDA).
+            in cache (``inference.CPU_MICRO_BATCH``; robustreid_1x fp32, batch 64, side by side on the
+            benchmark machine: 93-108 vs 69-78 images/s in one call); ``None``: one call per batch (always so on CUDA).
 
     A model exported with a fixed batch size is run on chunks of that size, the last one zero-padded.
     """
@@ -236,9 +236,7 @@ class OnnxEmbedder:
             raise ValueError(f"device {str(self.device)!r}: this onnxruntime has providers "
                              f"{ort.get_available_providers()}; expected 'cpu' "
                              "(or 'cuda' with CUDAExecutionProvider)")
-        if micro_batch is not None and (isinstance(micro_batch, bool) or not isinstance(micro_batch, int)
-                                        or micro_batch < 1):
-            raise ValueError(f"micro_batch={micro_batch!r}: expected an integer >= 1 or None")
+        check_micro_batch(micro_batch)
         self.micro_batch = micro_batch if self.device.type == "cpu" else None
         self.num_threads = torch.get_num_threads() if num_threads is None else int(num_threads)
         if self.num_threads < 1:

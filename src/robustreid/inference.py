@@ -55,6 +55,13 @@ def optimize_for_inference(model: nn.Module, channels_last: bool = True) -> nn.M
     return fused
 
 
+def check_micro_batch(micro_batch) -> None:
+    """``micro_batch`` must be ``None`` (no split) or an integer >= 1; anything else is a ``ValueError``."""
+    if micro_batch is not None and (isinstance(micro_batch, bool) or not isinstance(micro_batch, int)
+                                    or micro_batch < 1):
+        raise ValueError(f"micro_batch={micro_batch!r}: expected an integer >= 1 or None")
+
+
 def embed_micro_batched(embed: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
                         micro_batch: int | None, channels_last: bool = False) -> torch.Tensor:
     """``embed(images)`` computed on slices of at most ``micro_batch`` images (``None``: in one call).
@@ -62,9 +69,7 @@ def embed_micro_batched(embed: Callable[[torch.Tensor], torch.Tensor], images: t
     ``channels_last``: each slice is handed over in NHWC storage (for a model from
     :func:`optimize_for_inference`). For an eval-mode network the result equals one call up to float rounding.
     """
-    if micro_batch is not None and (isinstance(micro_batch, bool) or not isinstance(micro_batch, int)
-                                    or micro_batch < 1):
-        raise ValueError(f"micro_batch={micro_batch!r}: expected an integer >= 1 or None")
+    check_micro_batch(micro_batch)
     step = len(images) if micro_batch is None else micro_batch
     outputs = []
     for start in range(0, len(images), max(step, 1)):
