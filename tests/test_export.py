@@ -121,17 +121,23 @@ def test_export_matches_torch_with_dynamic_batch(name, market, tmp_path):
     bound = max(1e-4, export.PARITY_NOISE_FACTOR * float64_error(model, x))
     assert float((embedder.embed(x) - model.embed(x)).abs().max()) <= bound
 
-    # Micro-batches (the CPU default): 11 images as slices of 8 and 3, or 2 x 5 + 1, equal one call.
+    # Micro-batches (the CPU default): 11 images as slices of 8 and 3, or 5 + 5 + 1, equal one call.
     x = torch.randn(11, 3, 160, 64, generator=generator)
-    whole = OnnxEmbedder(out, micro_batch=None)
-    calls = []
-    run = whole.session.run
-    whole.session = type("Spy", (), {"run": lambda self, names, feed: calls.append(len(feed[whole.input_name]))
-                                     or run(names, feed)})()
+
+    def spied(micro_batch):
+        embedder, calls = OnnxEmbedder(out, micro_batch=micro_batch), []
+        run = embedder.session.run
+        embedder.session = type("Spy", (), {"run": lambda self, names, feed: calls.append(
+            len(feed[embedder.input_name])) or run(names, feed)})()
+        return embedder, calls
+
+    whole, whole_calls = spied(None)
     expected = whole.embed(x)
-    assert calls == [11] and embedder.micro_batch == export.CPU_MICRO_BATCH == 8
+    assert whole_calls == [11] and embedder.micro_batch == export.CPU_MICRO_BATCH == 8
     torch.testing.assert_close(embedder.embed(x), expected, atol=1e-6, rtol=0)
-    torch.testing.assert_close(OnnxEmbedder(out, micro_batch=5).embed(x), expected, atol=1e-6, rtol=0)
+    fives, five_calls = spied(5)
+    torch.testing.assert_close(fives.embed(x), expected, atol=1e-6, rtol=0)
+    assert five_calls == [5, 5, 1]
 
 
 def test_metadata_round_trip_and_fixed_batch(tmp_path):
