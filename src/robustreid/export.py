@@ -214,8 +214,9 @@ class OnnxEmbedder:
             (CUDAExecutionProvider, when this onnxruntime build has it).
         num_threads: intra-op threads; ``None`` takes ``torch.get_num_threads()``, as the torch backend uses.
         micro_batch: on the CPU, a batch runs as slices of at most this many images, whose activations stay
-            in cache (``inference.CPU_MICRO_BATCH``; robustreid_1x fp32, batch 64, side by side on the
-            benchmark machine: 93-108 vs 69-78 images/s in one call); ``None``: one call per batch (always so on CUDA).
+            in cache (``inference.CPU_MICRO_BATCH``; robustreid_1x fp32, batch 64, alternating on the
+            benchmark machine: median 98 vs 75 images/s in one call, ``benchmarks/micro_batch_ab.py``);
+            ``None``: one call per batch (always so on CUDA).
 
     A model exported with a fixed batch size is run on chunks of that size, the last one zero-padded.
     """

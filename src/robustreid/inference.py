@@ -7,14 +7,15 @@ changes, none of which touches the weights' meaning:
 
 * **micro-batches** (:func:`embed_micro_batched`): a large batch runs as slices of ``CPU_MICRO_BATCH``
   images whose maps stay in cache. In eval mode every image's descriptor is independent of the others in
-  its batch, so this changes nothing but speed (2.4x for ``robustreid_1x`` on the benchmark machine);
+  its batch, so this changes nothing but speed;
 * **BatchNorm folded into the convolutions** (:func:`fuse_conv_bn`): eval-mode BatchNorm is an affine map
   per channel, which the preceding convolution absorbs (``torch.nn.utils.fusion.fuse_conv_bn_eval``);
 * **channels_last** (NHWC) storage, where oneDNN's 1x1 and depthwise convolutions are fastest and
   ``layers.concat_shuffle`` interleaves channels in place.
 
 :func:`optimize_for_inference` applies the last two to a copy of the model; ``evaluate.FeatureExtractor``
-and ``evaluate.extract_features`` use all three on the CPU.
+and ``evaluate.extract_features`` use all three on the CPU. Together: 23.1 -> 69.9 images/s for the trained
+``robustreid_1x`` at batch 64 (``benchmarks/bench_deploy.py``, rows torch-eager and torch-optimized).
 """
 
 from __future__ import annotations
