@@ -90,6 +90,9 @@ def test_unknown_and_bad_values_are_errors():
         apply_overrides(preset("i"), {"amp": "maybe"})
     with pytest.raises(ValueError, match="triplet_mining"):
         apply_overrides(preset("i"), {"loss.triplet_mining": "batch_random"})
+    with pytest.raises(ValueError, match="data.pad must be >= 0 pixels, got -1"):
+        apply_overrides(preset("i"), {"data.pad": "-1"})
+    assert apply_overrides(preset("i"), {"data.pad": "0"}).data.pad == 0
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_set(["epochs"])
     with pytest.raises(ValueError, match="unknown preset 'z'"):

@@ -305,6 +305,22 @@ def test_train_loader_without_workers(records):
         _check_train_batch(batch, records, 4, 4)
 
 
+def test_train_loader_without_pad_or_erasing_yields_test_images_or_their_mirror(records):
+    # data.pad = 0 and random_erasing = 0 (the demo's setting): every training image is the test transform's
+    # image of its file, or that image flipped; with the default pad some are shifted (black border).
+    reference = {r.img_path: ReidImageDataset([r], TestTransform(DATA_CONFIG))[0][0] for r in records}
+    loader = build_train_loader(records, DATA_CONFIG, batch_p=4, batch_k=4, num_workers=0,
+                                erasing=RandomErasing(probability=0.0), pad=0)
+    imgs, _, _, paths = next(iter(loader))
+    for img, path in zip(imgs, paths):
+        assert torch.equal(img, reference[path]) or torch.equal(img, reference[path].flip(-1))
+    padded = build_train_loader(records, DATA_CONFIG, batch_p=4, batch_k=4, num_workers=0,
+                                erasing=RandomErasing(probability=0.0))
+    imgs, _, _, paths = next(iter(padded))
+    same = [torch.equal(i, reference[p]) or torch.equal(i, reference[p].flip(-1)) for i, p in zip(imgs, paths)]
+    assert not all(same)
+
+
 def test_train_loader_with_two_workers_is_reproducible(records):
     first = []
     for _ in range(2):

@@ -63,11 +63,13 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Input pipeline (Section 4): P identities x K images per batch, random erasing probability."""
+    """Input pipeline (Section 4): P identities x K images per batch, random erasing probability, and the
+    zero-padding (pixels per side) before the random crop back to the input size (0 = no pad-and-crop)."""
 
     batch_p: int = 8
     batch_k: int = 4
     random_erasing: float = 0.5  # probability; 0 = off
+    pad: int = 10  # Bag of Tricks' 10 px (at 256x128); 0 = off
     num_workers: int = 2
     test_batch_size: int = 128
 
@@ -76,6 +78,8 @@ class DataConfig:
             raise ValueError(f"data.batch_p and data.batch_k must be >= 2 for the triplet loss, got {self.batch_p}, {self.batch_k}")
         if not 0.0 <= self.random_erasing <= 1.0:
             raise ValueError(f"data.random_erasing must be a probability in [0, 1], got {self.random_erasing}")
+        if self.pad < 0:
+            raise ValueError(f"data.pad must be >= 0 pixels, got {self.pad}")
         if self.num_workers < 0 or self.test_batch_size < 1:
             raise ValueError("data.num_workers must be >= 0 and data.test_batch_size >= 1")
 
@@ -116,7 +120,7 @@ class TrainConfig:
     swag_scale: float = 1.0
     eval_every_epochs: int = 10  # 0 = only at the end
     seed: int = 0
-    amp: bool = False  # bfloat16 autocast on CPU, float16 on CUDA
+    amp: bool = False  # autocast: bfloat16 on CPU and on CUDA that has it, else float16 (robustreid.amp)
     deterministic: bool = False
 
     def __post_init__(self):

@@ -385,14 +385,16 @@ def build_train_loader(
     num_replicas: int = 1,
     rank: int = 0,
     erasing: RandomErasing | None = None,
+    pad: int = 10,
 ) -> DataLoader:
     """PK-sampled, augmented training batches of ``batch_p * batch_k`` images (Section 4).
 
     Yields ``(imgs, pids, camids, img_paths)``. Call ``loader.sampler.set_epoch(epoch)`` before each epoch.
-    ``records`` should carry training pids (``dataset.train``); ``erasing`` defaults to the paper's setting.
+    ``records`` should carry training pids (``dataset.train``); ``erasing`` defaults to the paper's setting;
+    ``pad``: zero-padding before the random crop (``TrainTransform``).
     """
     sampler = PKSampler([r.pid for r in records], batch_p, batch_k, seed, num_replicas, rank, yield_seeds=True)
-    dataset = ReidImageDataset(records, TrainTransform(data_config, erasing=erasing))
+    dataset = ReidImageDataset(records, TrainTransform(data_config, erasing=erasing, pad=pad))
     return DataLoader(
         dataset,
         batch_size=batch_p * batch_k,

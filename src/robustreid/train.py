@@ -260,6 +260,7 @@ def fit(
         num_replicas=world,
         rank=rank,
         erasing=RandomErasing(probability=cfg.data.random_erasing),
+        pad=cfg.data.pad,
     )
     optimizer = torch.optim.SGD(
         model.parameters(),
