@@ -170,3 +170,32 @@ def test_torchrun_two_cpu_processes(tiny_root, tmp_path):
     # 8 identities, 2 ranks x P=4: one global batch of 8 ids per step, 3 steps, 16 images per rank per step.
     train = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if '"train"' in x]
     assert len(train) == 1
+
+
+def test_a_grad_scaler_step_equals_the_plain_step(tiny_dataset):
+    # The float16 path (CUDA without bfloat16) scales the loss by a power of two and unscales the gradients
+    # before the step: in float32 that is exact, so one epoch with the scaler ends with the plain epoch's weights.
+    from robustreid.loaders import build_train_loader
+    from robustreid.model import build_model
+    from robustreid.train import train_one_epoch
+
+    cfg = tiny_cfg()
+    weights = []
+    for scaler in (None, torch.amp.GradScaler("cpu", init_scale=2.0**12)):
+        torch.manual_seed(0)
+        model = build_model(cfg.model, tiny_dataset.num_train_pids)
+        loader = build_train_loader(tiny_dataset.train, model.data_config, 4, 2, num_workers=0, seed=0)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+        criterion = ReIDCriterion(cfg.loss, tiny_dataset.num_train_pids)
+        train_one_epoch(model, loader, optimizer, criterion, 1, cfg, torch.device("cpu"), False, scaler)
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.equal(weights[0], weights[1])
+
+
+def test_amp_dtype_per_device():
+    from robustreid.amp import autocast_dtype, native_bf16, needs_grad_scaler
+
+    assert autocast_dtype("cpu") == torch.bfloat16 and not needs_grad_scaler("cpu")
+    assert isinstance(native_bf16("cpu"), bool) and native_bf16("meta") is False
+    if torch.cuda.is_available():
+        assert needs_grad_scaler("cuda") == (not torch.cuda.is_bf16_supported())

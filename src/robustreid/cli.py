@@ -421,7 +421,7 @@ def _add_override_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML or JSON file of overrides")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. loss.triplet_margin=0.3")
     p.add_argument("--epochs", type=int, default=None, help="scale the recipe's schedule to this many main epochs")
-    p.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 on CPU, float16 on CUDA)")
+    p.add_argument("--amp", action="store_true", help="mixed precision (bfloat16; float16 on a GPU without bfloat16)")
 
 
 def main(argv: list[str] | None = None) -> int:

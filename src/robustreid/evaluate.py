@@ -33,6 +33,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from .amp import autocast_dtype
 from .checkpoint import load_model
 from .atomicfile import write_bytes
 from .datasets import IMAGE_EXTENSIONS, Record, ReidDataset, read_image
@@ -129,12 +130,12 @@ def _eval_mode(model: nn.Module):
 def _embed_batches(model: nn.Module, batches: Iterable[torch.Tensor], device: torch.device,
                    amp: bool = False, optimized: bool = False) -> torch.Tensor:
     """Concatenated ``model.embed`` of image batches, as one float32 CPU tensor ``(N, D)``; ``amp``: the network
-    runs under autocast (bfloat16 on CPU, float16 on CUDA), as training with ``--amp`` does.
+    runs under autocast (bfloat16; float16 on a GPU without bfloat16), as training with ``--amp`` does.
 
     ``optimized``: ``model`` comes from ``_inference_model`` (BatchNorm folded, channels_last): each batch runs
     in micro-batches of ``inference.CPU_MICRO_BATCH`` NHWC images."""
     feats = []
-    amp_dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
+    amp_dtype = autocast_dtype(device)
     with _eval_mode(model), torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=bool(amp)):
         for imgs in batches:
             imgs = imgs.to(device, non_blocking=True)
@@ -274,7 +275,7 @@ def extract_features(model, records: Sequence[Record], batch_size: int = 128, nu
 
     ``feats`` is a float32 CPU tensor ``(N, D)``; ``pids`` / ``camids`` are int64 numpy arrays. ``model`` is a
     ``ReIDNet`` or a checkpoint path; images go through ``loaders.build_test_loader`` (the test transform).
-    ``amp``: run the network under autocast (bfloat16 on CPU, float16 on CUDA); the descriptors are float32.
+    ``amp``: run the network under autocast (bfloat16; float16 on a GPU without bfloat16); the descriptors are float32.
     ``optimize`` (CPU only): run a copy with BatchNorm folded, in channels_last, on micro-batches of
     ``inference.CPU_MICRO_BATCH`` images (module ``robustreid.inference``); ``False``: the model as it is.
     """

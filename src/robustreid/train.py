@@ -35,6 +35,7 @@ import torch.distributed as dist
 from torch import nn
 
 from . import __version__
+from .amp import autocast_dtype, needs_grad_scaler
 from .atomicfile import write_text
 from .checkpoint import load_checkpoint, model_from_checkpoint, model_state, save_checkpoint
 from .config import TrainConfig, config_to_dict, apply_overrides
@@ -121,14 +122,18 @@ def train_one_epoch(
     cfg: TrainConfig,
     device: torch.device,
     show_progress: bool = True,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> dict:
-    """One pass over the PK loader; returns the epoch's mean losses, its learning rates and throughput."""
+    """One pass over the PK loader; returns the epoch's mean losses, its learning rates and throughput.
+
+    ``scaler``: a gradient scaler for float16 autocast (``amp.needs_grad_scaler``); None for float32 / bfloat16.
+    """
     model.train()
     loader.sampler.set_epoch(epoch)
     iters = len(loader)
     totals: dict[str, float] = {}
     seen, start = 0, time.perf_counter()
-    amp_dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
+    amp_dtype = autocast_dtype(device)
     lr = lr_at(epoch, cfg.schedule)
     for i, (imgs, pids, _, _) in enumerate(loader):
         lr = lr_at(epoch + i / iters, cfg.schedule)
@@ -144,8 +149,13 @@ def train_one_epoch(
                 "training stopped, the last checkpoint is unchanged"
             )
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:  # float16 autocast (CUDA without bfloat16): scale the loss so small gradients do not underflow
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
         seen += len(imgs)
         for k, v in {"loss": loss.item(), **parts}.items():
             totals[k] = totals.get(k, 0.0) + v
@@ -270,6 +280,7 @@ def fit(
         nesterov=cfg.optim.nesterov,
     )
     criterion = ReIDCriterion(cfg.loss, num_classes)
+    scaler = torch.amp.GradScaler(dev.type) if cfg.amp and needs_grad_scaler(dev) else None
     swag = None
     start_epoch, best_map, history = 0, -1.0, []
 
@@ -282,6 +293,8 @@ def fit(
             raise ValueError(f"{last_path} was trained with another config; resume with the config stored in it")
         model.load_state_dict(model_from_checkpoint(state, num_classes=num_classes, arch=model.arch).state_dict())
         optimizer.load_state_dict(state["optimizer"])
+        if scaler is not None and state.get("grad_scaler"):
+            scaler.load_state_dict(state["grad_scaler"])
         start_epoch, best_map, history = state["epoch"], state["best_mAP"], list(state["history"])
         if state.get("swag") is not None:
             swag = _make_swag(model, cfg)
@@ -307,6 +320,7 @@ def fit(
         return {
             **model_state(model),
             "optimizer": optimizer.state_dict(),
+            "grad_scaler": None if scaler is None else scaler.state_dict(),
             "epoch": epoch_done,
             "best_mAP": best_map,
             "history": history,
@@ -318,7 +332,7 @@ def fit(
     # 3 + 4. the main stage, then the SWAG cycles
     total = cfg.schedule.total_epochs
     for epoch in range(start_epoch, total):
-        stats = train_one_epoch(net, loader, optimizer, criterion, epoch, cfg, dev, show_progress)
+        stats = train_one_epoch(net, loader, optimizer, criterion, epoch, cfg, dev, show_progress, scaler)
         stage = "main" if epoch < cfg.schedule.epochs else "swag"
         record = {"kind": "train", "stage": stage, **stats}
         if stage == "swag" and swag_cycle_end(epoch, cfg.schedule):
