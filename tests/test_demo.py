@@ -1,4 +1,6 @@
-"""The demo's recipe: the robust-reid-1x preset with Eq. 1's shape kept on a short schedule."""
+"""The demo's recipe: the robust-reid-1x preset with Eq. 1's shape kept on a short schedule, augmentation off."""
+
+import dataclasses
 
 import pytest
 
@@ -10,21 +12,27 @@ from robustreid.schedule import lr_at
 def test_demo_config_keeps_the_recipe_and_the_shape_of_eq1():
     cfg = demo_config(epochs=5)
     full = preset("robust-reid-1x")
-    assert (cfg.model, cfg.loss, cfg.data, cfg.optim) == (full.model, full.loss, full.data, full.optim)
+    assert (cfg.model, cfg.loss, cfg.optim) == (full.model, full.loss, full.optim)
+    # the data pipeline differs in the augmentation only: no random erasing, no pad-and-crop
+    assert full.data.random_erasing == 0.5 and full.data.pad == 10
+    assert cfg.data == dataclasses.replace(full.data, random_erasing=0.0, pad=0)
     s = cfg.schedule
     assert s.swag_cycles == 0 and s.epochs == 5
     assert lr_at(0, s) == pytest.approx(1.5e-2)       # warmup: 3e-2 * t / 2 at t = 1
     assert lr_at(0.5, s) == pytest.approx(2.25e-2)    # per-iteration ramp
-    assert lr_at(2, s) == lr_at(3, s) == pytest.approx(3e-2)
+    assert lr_at(1, s) == lr_at(3.9, s) == pytest.approx(3e-2)
     assert lr_at(4, s) == pytest.approx(3e-3)
-    with pytest.raises(ValueError, match="at least 4 epochs"):
-        demo_config(epochs=3)
+    d = demo_config().schedule  # the default 3 epochs: ramp, peak, decayed
+    assert (lr_at(0.5, d), lr_at(1.5, d), lr_at(2.5, d)) == pytest.approx((2.25e-2, 3e-2, 3e-3))
+    with pytest.raises(ValueError, match="at least 3 epochs"):
+        demo_config(epochs=2)
 
 
 def test_demo_config_of_another_preset_keeps_that_recipe():
     cfg, base = demo_config(epochs=4, preset_name="hacnn"), demo_config(epochs=4)
     full = preset("hacnn")
-    assert (cfg.model, cfg.loss, cfg.data, cfg.optim) == (full.model, full.loss, full.data, full.optim)
+    assert (cfg.model, cfg.loss, cfg.optim) == (full.model, full.loss, full.optim)
+    assert cfg.data == dataclasses.replace(full.data, random_erasing=0.0, pad=0)
     assert cfg.model == "hacnn" and cfg.loss != base.loss
     # the baseline has no warmup (not a Bag of Tricks item of HA-CNN): none at demo scale either
     assert full.schedule.warmup_epochs == cfg.schedule.warmup_epochs == 0
@@ -32,3 +40,14 @@ def test_demo_config_of_another_preset_keeps_that_recipe():
     assert lr_at(3, cfg.schedule) == pytest.approx(3e-3) and cfg.schedule.swag_cycles == 0
     with pytest.raises(ValueError, match="nope"):
         demo_config(preset_name="nope")
+
+
+def test_demo_cli_precision_flag_defaults_to_auto(monkeypatch):
+    import robustreid.demo as demo
+    from robustreid.cli import main
+
+    seen = []
+    monkeypatch.setattr(demo, "run_demo", lambda out, **kw: seen.append(kw["amp"]))
+    for flags in ([], ["--amp"], ["--no-amp"]):
+        assert main(["demo", "--out", "unused", *flags]) == 0
+    assert seen == [None, True, False]  # None: run_demo picks bf16 where the device has it natively

@@ -376,10 +376,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("demo", help="offline demo: synthetic persons, train a preset at demo scale (default "
-                       "robust-reid-1x, ~8 min on 2 cores), evaluate against baselines, HTML report")
+                       "robust-reid-1x, ~6 min of training on 2 cores), evaluate against baselines, HTML report")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--amp", action="store_true", help="bfloat16 autocast on CPU")
+    p.add_argument("--epochs", type=int, default=3, help="demo-scale epochs (default 3: warmup, peak, decayed)")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="bfloat16 autocast (default: on where the device has native bfloat16, else off)")
     p.add_argument("--preset", default="robust-reid-1x", choices=list_presets(),
                    help="the recipe (and its model) to train at demo scale (default robust-reid-1x)")
     p.add_argument("--seed", type=int, default=0)
