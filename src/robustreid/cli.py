@@ -376,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("demo", help="offline demo: synthetic persons, train a preset at demo scale (default "
-                       "robust-reid-1x, ~6 min of training on 2 cores), evaluate against baselines, HTML report")
+                       "robust-reid-1x, ~5 min of training on 2 cores), evaluate against baselines, HTML report")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     p.add_argument("--epochs", type=int, default=3, help="demo-scale epochs (default 3: warmup, peak, decayed)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,

@@ -82,7 +82,7 @@ def _row(name: str, m: dict) -> str:
 
 def run_demo(out: str | Path = "runs/demo", *, epochs: int = 3, amp: bool | None = None, seed: int = 0,
              device: str | None = None, log=print, preset_name: str = "robust-reid-1x") -> dict:
-    """``amp=None``: bfloat16 autocast where the device computes bfloat16 natively (``amp.native_bf16``; 1.3x
+    """``amp=None``: bfloat16 autocast where the device computes bfloat16 natively (``amp.native_bf16``; 1.06-1.3x
     the float32 training speed on this project's 2-core CPU), float32 elsewhere."""
     out = Path(out)
     if amp is None:
