@@ -58,7 +58,9 @@ def demo_config(epochs: int = 3, amp: bool = False, seed: int = 0, preset_name: 
       ~-0.5 per channel away from the test inputs' (README, "The demo").
     """
     if epochs < 3:
-        raise ValueError(f"the demo needs at least 3 epochs (the warmup ramp, 1 at the peak, 1 after the step), got {epochs}")
+        raise ValueError(
+            f"the demo needs at least 3 epochs (the warmup ramp, 1 at the peak, 1 after the step), got {epochs}"
+        )
     cfg = preset(preset_name)
     schedule = {"epochs": epochs, "warmup_epochs": min(2, cfg.schedule.warmup_epochs), "milestones": [epochs - 1],
                 "swag_cycles": 0}
@@ -121,7 +123,8 @@ def run_demo(out: str | Path = "runs/demo", *, epochs: int = 3, amp: bool | None
     results["trained"] = metrics_summary(final)
     index = write_report(out / "report", final, dataset, training_log=run_dir / "metrics.jsonl",
                          title=f"robustreid demo: {name} on synthetic persons")
-    results.update(preset=preset_name, model=name, train_seconds=train_seconds, total_seconds=time.perf_counter() - start, epochs=epochs, amp=amp,
+    results.update(preset=preset_name, model=name, train_seconds=train_seconds,
+                   total_seconds=time.perf_counter() - start, epochs=epochs, amp=amp,
                    report=str(index), checkpoint=str(run_dir / "last.pt"))
     write_text(out / "demo.json", json.dumps(results, indent=2))
 
