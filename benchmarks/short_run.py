@@ -78,7 +78,6 @@ def main() -> None:
     else:
         optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=cfg.optim.weight_decay)
     criterion = ReIDCriterion(cfg.loss, dataset.num_train_pids)
-    device_type = "cpu"
     step, epoch, start, recent = 0, 0, time.perf_counter(), []
     model.train()
     while step < args.steps:
@@ -89,7 +88,7 @@ def main() -> None:
                 break
             for group in optimizer.param_groups:
                 group["lr"] = lr_of(step, args)
-            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=args.amp):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.amp):
                 out = model(imgs)
             loss, parts = criterion(out, pids)
             optimizer.zero_grad(set_to_none=True)
