@@ -51,7 +51,7 @@ from .checkpoint import load_model
 from .datasets import ReidDataset, read_image
 from .atomicfile import write_bytes
 from .evaluate import FeatureExtractor, extract_features, rank_gallery
-from .inference import CPU_MICRO_BATCH, check_micro_batch
+from .inference import CPU_MICRO_BATCH, check_micro_batch, embed_micro_batched
 from .loaders import TestTransform
 from .metrics import compute_distmat, evaluate_features
 from .model import MODELS, Architecture
@@ -269,9 +269,7 @@ class OnnxEmbedder:
         if len(array) == 0:
             return torch.empty((0, self.feature_dim))
         if self.batch_size is None:
-            step = self.micro_batch or len(array)
-            return torch.from_numpy(np.concatenate([self.session.run(None, {self.input_name: array[i:i + step]})[0]
-                                                    for i in range(0, len(array), step)]))
+            return embed_micro_batched(self._run, torch.from_numpy(array), self.micro_batch)
         chunks = []
         for start in range(0, len(array), self.batch_size):
             chunk = array[start:start + self.batch_size]
@@ -281,6 +279,10 @@ class OnnxEmbedder:
         return torch.from_numpy(np.concatenate(chunks))
 
     __call__ = embed
+
+    def _run(self, images: torch.Tensor) -> torch.Tensor:
+        """One session call on a checked float32 batch."""
+        return torch.from_numpy(self.session.run(None, {self.input_name: images.numpy()})[0])
 
     def __repr__(self) -> str:
         return (f"OnnxEmbedder(path='{self.path}', arch={self.metadata['arch_name']!r}, "
