@@ -91,9 +91,10 @@ def test_backward_reaches_every_parameter(model):
     assert not missing, f"parameters without a finite gradient: {missing}"
     # The spatial attention's 1x1 "scaling conv" maps one channel to one channel right before a BatchNorm, which
     # cancels its weight in training mode (HA-CNN's design): its gradient is zero up to rounding, legitimately.
-    zero = [
-        n for n, p in model.named_parameters() if p.grad.abs().sum() == 0 and "spatial.scale.0.weight" not in n
-    ]
+    # So is the gamma of the BatchNorm before it while its beta is 0 (at init): ReLU(gamma * x) = gamma * ReLU(x),
+    # and that scale is cancelled by the same BatchNorm.
+    exempt = ("spatial.scale.0.weight", "spatial.conv.1.weight")
+    zero = [n for n, p in model.named_parameters() if p.grad.abs().sum() == 0 and not n.endswith(exempt)]
     assert not zero, f"parameters with an all-zero gradient: {zero}"
 
 
@@ -179,7 +180,8 @@ def test_width_switch_reproduces_the_2x_preset():
 def test_presets_differ_only_where_the_paper_says():
     hacnn, r1, r2 = MODELS["hacnn"], MODELS["robustreid_1x"], MODELS["robustreid_2x"]
     diff = {f.name for f in dataclasses.fields(Architecture) if getattr(hacnn, f.name) != getattr(r1, f.name)}
-    assert diff == {"block", "pooling", "l2_norm", "classifier_bias"}
+    # + the two readings the paper leaves open, where HA-CNN keeps its own (README, "Learning study")
+    assert diff == {"block", "pooling", "l2_norm", "classifier_bias", "head_relu", "conv_init"}
     diff = {f.name for f in dataclasses.fields(Architecture) if getattr(r1, f.name) != getattr(r2, f.name)}
     assert diff == {"stem_channels", "stage_channels", "stage_repeats", "feat_dim"}
     assert Architecture.from_dict(r2.to_dict()) == r2
@@ -275,3 +277,66 @@ def test_crop_regions_translation_moves_the_window():
     assert crop.shape == (1, 1, 8, 2)
     # Output pixel i samples input row 2i + 4.5 (bilinear between rows 2i+4 and 2i+5) where inside the map.
     torch.testing.assert_close(crop[0, 0, :6, 0], expected_rows[:6] + 0.5)
+
+
+# ---- readings the paper leaves open: convolution init, the FC head's activation ------------------------------
+
+
+def test_conv_init_filter_norms_match_hand_computed_values():
+    """``fan_out``: Kaiming normal over fan-out, a filter's expected squared norm 2 * fan_in / fan_out (2 / C for
+    a depthwise 3x3 of C channels); ``default``: PyTorch's Kaiming uniform a=sqrt(5), variance 1 / (3 fan_in), so
+    every filter's expected squared norm is 1/3 whatever the layer."""
+    from torch import nn
+
+    from robustreid.model import init_conv
+
+    torch.manual_seed(0)
+    for conv in (nn.Conv2d(256, 256, 3, padding=1, groups=256, bias=False),  # depthwise: fan_in 9, fan_out 2304
+                 nn.Conv2d(128, 128, 1, bias=False),                          # square 1x1: fan_in = fan_out = 128
+                 nn.Conv2d(3, 32, 3, bias=False)):                            # the stem: fan_in 27, fan_out 288
+        w = conv.weight
+        fan_in = w.shape[1] * w.shape[2] * w.shape[3]
+        fan_out = w.shape[0] * w.shape[2] * w.shape[3]
+        init_conv(conv, "fan_out")
+        expected = 2 * fan_in / fan_out
+        assert w.detach().flatten(1).pow(2).sum(1).mean().item() == pytest.approx(expected, rel=0.15)
+        init_conv(conv, "default")
+        assert w.detach().flatten(1).pow(2).sum(1).mean().item() == pytest.approx(1 / 3, rel=0.15)
+        assert w.abs().max().item() <= 1 / fan_in**0.5  # uniform on [-1/sqrt(fan_in), 1/sqrt(fan_in)]
+    with pytest.raises(ValueError, match="conv_init"):
+        init_conv(conv, "xavier")
+    with pytest.raises(ValueError, match="conv_init"):
+        build_model("robustreid_1x", conv_init="xavier")
+
+
+def test_model_conv_init_reaches_every_convolution():
+    from torch import nn
+
+    torch.manual_seed(0)
+    for scheme, depthwise_norm2 in (("fan_out", 2 / 128), ("default", 1 / 3)):
+        model = build_model("robustreid_1x", conv_init=scheme)
+        dw = [m.weight for m in model.stages[0].modules() if isinstance(m, nn.Conv2d) and m.groups == 128]
+        norm2 = torch.cat([w.detach().flatten(1).pow(2).sum(1) for w in dw]).mean().item()
+        assert norm2 == pytest.approx(depthwise_norm2, rel=0.1)
+
+
+@pytest.mark.parametrize("head_relu", [True, False])
+def test_head_relu_switch_sets_the_feature_range(head_relu):
+    """With the ReLU every head feature is >= 0 (the positive orthant, so two unit descriptors are at most sqrt(2)
+    apart); without it (a BNNeck) about half the coordinates are negative and distances reach 2."""
+    torch.manual_seed(0)
+    model = build_model("robustreid_1x", NUM_CLASSES, head_relu=head_relu).train()
+    out = model(torch.randn(16, 3, 160, 64))
+    negative = (out.global_feat < 0).float().mean().item()
+    if head_relu:
+        assert negative == 0.0 and (out.local_feat >= 0).all()
+        assert torch.cdist(out.embedding, out.embedding).max() <= 2**0.5 * 2**0.5 + 1e-5
+    else:
+        assert 0.3 < negative < 0.7  # BatchNorm in train mode centres every coordinate over the batch
+        assert not any(isinstance(m, torch.nn.ReLU) for m in model.global_head)
+
+
+def test_checkpoint_arch_without_head_relu_reads_as_the_old_relu_head():
+    d = MODELS["robustreid_1x"].to_dict()
+    del d["head_relu"]
+    assert Architecture.from_dict(d).head_relu is True

@@ -109,6 +109,9 @@ class TrainConfig:
     width: str | None = None
     classifier_bias: bool | None = None
     local_branch: bool | None = None
+    head_relu: bool | None = None
+    conv_init: str | None = None
+    classifier_norm: float | None = None
     loss: LossConfig = field(default_factory=LossConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -120,6 +123,9 @@ class TrainConfig:
     swag_scale: float = 1.0
     eval_every_epochs: int = 10  # 0 = only at the end
     seed: int = 0
+    # Data-dependent init (train.balance_init): each scale-invariant layer starts with the norm at which one SGD
+    # step at base_lr moves it by this fraction of its norm; 0 = the network's own init. Not in the paper.
+    init_relative_update: float = 0.0
     amp: bool = False  # autocast: bfloat16 on CPU and on CUDA that has it, else float16 (robustreid.amp)
     deterministic: bool = False
 
@@ -128,12 +134,14 @@ class TrainConfig:
 
         if self.model not in list_models():
             raise ValueError(f"model must be one of {list_models()}, got {self.model!r}")
+        if not 0.0 <= self.init_relative_update < 1.0:
+            raise ValueError(f"init_relative_update must be in [0, 1) (0 = off), got {self.init_relative_update}")
         if self.eval_every_epochs < 0 or self.swag_max_rank < 0 or self.swag_bma_samples < 0:
             raise ValueError("eval_every_epochs, swag_max_rank and swag_bma_samples must be >= 0")
 
     def model_options(self) -> dict:
         """The architecture switches that are set, as ``build_model`` keyword arguments."""
-        keys = ("block", "pooling", "l2_norm", "width", "classifier_bias", "local_branch")
+        keys = ("block", "pooling", "l2_norm", "width", "classifier_bias", "local_branch", "head_relu", "conv_init", "classifier_norm")
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
 

@@ -20,8 +20,14 @@ Readings of Table 1 (``tables-decoded.md``) taken here, and why:
 - Shuffle-B's convolution branch is out/2 wide (ShuffleNetV2's down-sampling unit); Shuffle-A's branch is
   half the channels. HA blocks are HA-CNN's (channel reduction 16, four regions).
 - The local blocks have the global stage widths (128/256/384 at 1x, 240/320/480 at 2x), like HA-CNN.
-- Each FC head is Linear -> BatchNorm1d -> ReLU (HA-CNN's head; the paper changes pooling and normalisation,
-  not the head), 512-d at 1x and 960-d at 2x, then L2 normalisation (Figure 4) when ``l2_norm`` is on.
+- Each FC head is Linear -> BatchNorm1d, 512-d at 1x and 960-d at 2x, then L2 normalisation (Figure 4) when
+  ``l2_norm`` is on. HA-CNN's head has a ReLU after the BatchNorm (``hacnn`` keeps it); the paper does not say
+  whether Robust-ReID keeps it. With it every unit descriptor lies in the positive orthant and about half its
+  coordinates are 0; without it Robust-ReID learned faster (README, "Learning study"), so ``head_relu`` is off.
+- Convolutions start from PyTorch's own init (``conv_init="default"``), not Kaiming fan-out (HA-CNN's and
+  torchvision's ShuffleNetV2's): every convolution is followed by BatchNorm, so the init's scale only sets each
+  layer's effective learning rate, and fan-out gives the depthwise 3x3s filters of squared norm 2 / C (0.03 at
+  C = 64). The paper gives no init; the README's learning study measures both.
 - GeM (Eq. 6) has one learnable p per pooling layer (global, and one shared by the four regions).
 This plain reading measures 2.91M parameters / 0.68 GMACs at 1x (targets 2.9M / 0.72) and 5.83M / 1.62 GMACs
 at 2x (targets 6.4M / 1.68); see ``robustreid profile`` and the README for the gap at 2x.
@@ -64,6 +70,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_DATA_CONFIG = {"input_size": (160, 64), "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
 
 BLOCKS = ("inception", "shuffle")
+CONV_INITS = ("fan_out", "default")
 
 # Table 1, the two widths side by side: stem channels, stage output channels, Shuffle-A repeats per stage,
 # FC dimension of each head. HA-CNN's widths are those of the 1x column (its blocks ignore the repeats).
@@ -82,7 +89,12 @@ class Architecture:
     l2_norm: L2-normalise each branch feature in training too (Table 2 "L2 normalization", column c off);
     stem_channels / stage_channels / stage_repeats / feat_dim: the width (Table 2 "Deeper & wider", 1x vs 2x);
     local_branch: the hard-attention local branch on / off;
-    classifier_bias: identity classifiers with bias (HA-CNN) or without (Bag of Tricks, Table 2 row 1).
+    classifier_bias: identity classifiers with bias (HA-CNN) or without (Bag of Tricks, Table 2 row 1);
+    head_relu: a ReLU after each FC head's BatchNorm (HA-CNN's head) or none (Robust-ReID's default here);
+    conv_init: how convolution weights start, one of ``CONV_INITS`` (see ``init_conv``);
+    classifier_norm: the initial norm of each identity classifier row when ``l2_norm`` is on (the logit scale of
+    a unit feature; the SGD steps barely change it in a short run).
+    The paper fixes neither of the last two; the README's learning study measures them.
     """
 
     block: str = "shuffle"
@@ -90,6 +102,9 @@ class Architecture:
     l2_norm: bool = True
     local_branch: bool = True
     classifier_bias: bool = False
+    head_relu: bool = False
+    conv_init: str = "default"
+    classifier_norm: float = 8.0
     stem_channels: int = 32
     stage_channels: tuple[int, int, int] = (128, 256, 384)
     stage_repeats: tuple[int, int, int] = (7, 10, 7)
@@ -101,12 +116,16 @@ class Architecture:
     def __post_init__(self):
         if self.block not in BLOCKS:
             raise ValueError(f"block must be one of {BLOCKS}, got {self.block!r}")
+        if self.conv_init not in CONV_INITS:
+            raise ValueError(f"conv_init must be one of {CONV_INITS}, got {self.conv_init!r}")
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if len(self.stage_channels) != 3 or len(self.stage_repeats) != 3 or len(self.local_sizes) != 3:
             raise ValueError("stage_channels, stage_repeats and local_sizes need one entry per stage (3)")
         if any(r < 0 for r in self.stage_repeats):
             raise ValueError(f"stage_repeats must be >= 0, got {self.stage_repeats}")
+        if not self.classifier_norm > 0:
+            raise ValueError(f"classifier_norm must be > 0, got {self.classifier_norm}")
         if self.feat_dim <= 0 or self.num_regions <= 0:
             raise ValueError(f"feat_dim and num_regions must be positive, got {self.feat_dim}, {self.num_regions}")
 
@@ -125,16 +144,42 @@ class Architecture:
             raise ValueError(f"unknown architecture fields {sorted(unknown)}")
         tuples = {"stage_channels", "stage_repeats", "input_size"}
         d = {k: (tuple(v) if k in tuples else v) for k, v in d.items()}
+        # Checkpoints written before the field existed were trained with the ReLU head.
+        d.setdefault("head_relu", True)
+        d.setdefault("classifier_norm", 8.0)
         if "local_sizes" in d:
             d["local_sizes"] = tuple(tuple(s) for s in d["local_sizes"])
         return cls(**d)
 
 
 MODELS: dict[str, Architecture] = {
-    "hacnn": Architecture(block="inception", pooling="avg", l2_norm=False, classifier_bias=True, **WIDTHS["1x"]),
+    # HA-CNN as published (Li et al.'s code): ReLU after the FC head's BatchNorm, Kaiming fan-out convolutions.
+    "hacnn": Architecture(block="inception", pooling="avg", l2_norm=False, classifier_bias=True, head_relu=True,
+                          conv_init="fan_out", **WIDTHS["1x"]),
     "robustreid_1x": Architecture(block="shuffle", pooling="gem", l2_norm=True, **WIDTHS["1x"]),
     "robustreid_2x": Architecture(block="shuffle", pooling="gem", l2_norm=True, **WIDTHS["2x"]),
 }
+
+
+def init_conv(conv: nn.Conv2d, scheme: str) -> None:
+    """Initialise one convolution's weight by ``scheme`` (``CONV_INITS``; the paper gives no init).
+
+    - ``"fan_out"``: Kaiming normal over the fan-out (torchvision's ShuffleNetV2 / ResNet), variance 2 / (out * k * k
+      / groups). A filter's squared norm is then ``2 * fan_in / fan_out``: 2 for a square 1x1, but ``2 / C`` for a
+      depthwise 3x3 of C channels (0.03 at C = 64).
+    - ``"default"``: PyTorch's own ``Conv2d.reset_parameters`` (Kaiming uniform, a = sqrt(5)): variance
+      1 / (3 * fan_in), so every filter of every layer starts with squared norm ~1/3.
+    Every convolution here is followed by BatchNorm, so the init's scale does not change the network's function,
+    only each layer's effective learning rate (~lr / ||w||^2).
+    """
+    if scheme == "fan_out":
+        nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    elif scheme == "default":
+        conv.reset_parameters()
+    else:
+        raise ValueError(f"conv_init must be one of {CONV_INITS}, got {scheme!r}")
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
 
 
 class ReIDOutput(NamedTuple):
@@ -166,8 +211,9 @@ def _local_block(block: str, in_channels: int, out_channels: int) -> nn.Module:
     return InceptionB(in_channels, out_channels) if block == "inception" else ShuffleB(in_channels, out_channels, 2)
 
 
-def _head(in_features: int, feat_dim: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(in_features, feat_dim), nn.BatchNorm1d(feat_dim), nn.ReLU(inplace=True))
+def _head(in_features: int, feat_dim: int, relu: bool) -> nn.Sequential:
+    layers = [nn.Linear(in_features, feat_dim), nn.BatchNorm1d(feat_dim)]
+    return nn.Sequential(*layers, nn.ReLU(inplace=True)) if relu else nn.Sequential(*layers)
 
 
 class ReIDNet(nn.Module):
@@ -188,11 +234,11 @@ class ReIDNet(nn.Module):
         )
         self.attention = nn.ModuleList(HarmoniousAttention(c, arch.num_regions) for c in arch.stage_channels)
         self.global_pool = global_pool(arch.pooling)
-        self.global_head = _head(arch.stage_channels[-1], arch.feat_dim)
+        self.global_head = _head(arch.stage_channels[-1], arch.feat_dim, arch.head_relu)
         if arch.local_branch:
             self.local_blocks = nn.ModuleList(_local_block(arch.block, widths[k], widths[k + 1]) for k in range(3))
             self.local_pool = global_pool(arch.pooling)
-            self.local_head = _head(arch.num_regions * arch.stage_channels[-1], arch.feat_dim)
+            self.local_head = _head(arch.num_regions * arch.stage_channels[-1], arch.feat_dim, arch.head_relu)
         n_branches = 2 if arch.local_branch else 1
         self.classifiers = nn.ModuleList(
             nn.Linear(arch.feat_dim, num_classes, bias=arch.classifier_bias) for _ in range(n_branches if num_classes else 0)
@@ -203,15 +249,16 @@ class ReIDNet(nn.Module):
         arch = self.arch
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                init_conv(m, arch.conv_init)
             elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         # Bag of Tricks initialises the identity classifiers with std 0.001 on features of norm ~sqrt(dim). On
         # the unit-norm features of Robust-ReID (Figure 4) that would leave the logits, and the ID loss's gradient
         # to the features, ~0 for hundreds of iterations; rows of norm ~8 (std 8/sqrt(feat_dim)) start the
-        # logits in the range of a scaled cosine classifier instead. (Our choice; the paper gives no init.)
-        std = 8.0 / arch.feat_dim**0.5 if arch.l2_norm else 0.001
+        # logits in the range of a scaled cosine classifier instead: rows of norm ``classifier_norm`` (std
+        # classifier_norm / sqrt(feat_dim)). (Our choice; the paper gives no init.)
+        std = arch.classifier_norm / arch.feat_dim**0.5 if arch.l2_norm else 0.001
         for clf in self.classifiers:
             nn.init.normal_(clf.weight, std=std)
             if clf.bias is not None:
