@@ -199,3 +199,76 @@ def test_amp_dtype_per_device():
     assert isinstance(native_bf16("cpu"), bool) and native_bf16("meta") is False
     if torch.cuda.is_available():
         assert needs_grad_scaler("cuda") == (not torch.cuda.is_bf16_supported())
+
+
+# ---- balanced init (train.balance_init) ---------------------------------------------------------------------
+
+
+def _plain_net(widths=(3, 8, 8, 8), num_classes=5):
+    from torch import nn
+
+    layers = []
+    for a, b in zip(widths, widths[1:]):
+        layers += [nn.Conv2d(a, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU()]
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Sequential(nn.Linear(widths[-1], 6), nn.BatchNorm1d(6)), nn.Linear(6, num_classes))
+
+
+def test_scale_invariant_layers_are_the_ones_followed_by_batchnorm():
+    from torch import nn
+
+    from robustreid.model import build_model
+    from robustreid.train import scale_invariant_layers
+
+    net = _plain_net()
+    found = scale_invariant_layers(net)
+    assert found == [net[0], net[3], net[6], net[11][0]]  # three convolutions and the head's Linear, not the classifier
+    model = build_model("robustreid_1x", 7)
+    found = scale_invariant_layers(model)
+    assert sum(isinstance(m, nn.Conv2d) for m in found) == sum(isinstance(m, nn.Conv2d) for m in model.modules())
+    assert all(clf not in found for clf in model.classifiers)
+
+
+def test_balance_init_caps_every_relative_update_and_keeps_the_function():
+    """Against a hand-computed reference: after the rescaling, one SGD step at lr moves no scale-invariant layer by
+    more than ``target`` of its norm (the fast ones by exactly ``target``), slower layers are untouched, and the
+    network's output (train mode, batch statistics) is the same up to BatchNorm's eps."""
+    import torch.nn.functional as F
+
+    from robustreid.train import balance_init, scale_invariant_layers
+
+    torch.manual_seed(0)
+    net = _plain_net().train()
+    x, y = torch.randn(16, 3, 12, 12), torch.randint(0, 5, (16,))
+    layers = scale_invariant_layers(net)
+    lr = 0.1
+
+    def relative_updates():
+        net.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        return [lr * float(m.weight.grad.norm() / m.weight.detach().norm()) for m in layers]
+
+    before_r, before_out = relative_updates(), net(x).detach()
+    norms = [float(m.weight.norm()) for m in layers]
+    target = sorted(before_r)[1]  # between the slowest layer and the rest
+    scales = balance_init(net, lambda: F.cross_entropy(net(x), y), lr, target)
+    assert all(m.weight.grad is None for m in layers)  # no gradient left behind for the first optimiser step
+    after_r = relative_updates()
+    for r0, r1, s, n0, m in zip(before_r, after_r, scales, norms, layers):
+        assert s == pytest.approx(max(1.0, (r0 / target) ** 0.5))
+        assert float(m.weight.norm()) == pytest.approx(n0 * s, rel=1e-5)
+        assert r1 == pytest.approx(min(r0, target), rel=1e-3)
+    assert torch.allclose(net(x), before_out, atol=1e-3)
+
+
+def test_fit_balances_a_fresh_run_only(tiny_dataset, tmp_path, monkeypatch):
+    import robustreid.train as train
+
+    calls = []
+    real = train.balance_init
+    monkeypatch.setattr(train, "balance_init", lambda *a, **k: calls.append(a[2:]) or real(*a, **k))
+    cfg = tiny_cfg(init_relative_update=1e-2, schedule={"epochs": 1, "warmup_epochs": 0, "milestones": []})
+    fit(cfg, tiny_dataset, tmp_path, show_progress=False, log=lambda s: None, final_eval=False)
+    assert calls == [(cfg.schedule.base_lr, 1e-2)]
+    with pytest.raises(ValueError, match="init_relative_update"):
+        tiny_cfg(init_relative_update=-1)

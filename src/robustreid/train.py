@@ -45,7 +45,8 @@ from .losses import CrossEntropyLabelSmooth, TripletLoss
 from .model import ReIDOutput, build_model
 from .schedule import lr_at, swag_cycle_end
 
-__all__ = ["TrainingDiverged", "ReIDCriterion", "train_one_epoch", "fit", "config_from_checkpoint"]
+__all__ = ["TrainingDiverged", "ReIDCriterion", "scale_invariant_layers", "balance_init", "train_one_epoch", "fit",
+           "config_from_checkpoint"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -70,6 +71,52 @@ class ReIDCriterion(nn.Module):
             parts["triplet_loss"] = sum(self.triplet(f.float(), pids) for f in feats)
         total = sum(parts.values())
         return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+# ---- init: relative updates balanced across layers -----------------------------------------------------------
+
+
+def scale_invariant_layers(model: nn.Module) -> list[nn.Module]:
+    """The Conv2d / Linear layers whose output goes straight into a BatchNorm (the next module of their
+    ``nn.Sequential``): the network's function does not depend on their weights' norm, only on their direction."""
+    found = []
+    for seq in model.modules():
+        if isinstance(seq, nn.Sequential):
+            for layer, after in zip(seq, list(seq)[1:]):
+                if isinstance(layer, (nn.Conv2d, nn.Linear)) and isinstance(after, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                    found.append(layer)
+    return found
+
+
+def balance_init(model: nn.Module, loss_fn: Callable[[], torch.Tensor], lr: float, target: float) -> list[float]:
+    """Rescale every scale-invariant layer (``scale_invariant_layers``) so that one plain SGD step at ``lr`` on the
+    gradient of ``loss_fn()`` moves its weights by ``target`` of their norm; returns the scale factors.
+
+    A layer's relative update is ``r = lr * ||g|| / ||w||``; multiplying ``w`` by ``s`` leaves the network's output
+    unchanged and divides ``g`` by ``s``, so ``r`` becomes ``r / s^2`` and ``s = max(1, sqrt(r / target))``. Only norms
+    change: the directions, and so the function computed, are the init's. (A data-dependent init in the spirit
+    of LSUV, Mishkin & Matas 2016, and GradInit, Zhu et al. 2021; the paper gives no init. At init the gradient
+    grows ~9,000x from robustreid_1x's feature to its stem, so one SGD step at 3e-2 would move the stem by 11x its
+    norm and the stage-3 layers by 1 %: README, "Learning study".) BatchNorm running statistics are restored.
+    """
+    layers = scale_invariant_layers(model)
+    buffers = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
+    model.zero_grad(set_to_none=True)
+    loss_fn().backward()
+    scales = []
+    with torch.no_grad():
+        for layer in layers:
+            w, g = layer.weight, layer.weight.grad
+            if g is None or float(w.norm()) == 0.0 or float(g.norm()) == 0.0:
+                continue
+            # only ever enlarge: a layer already slower than ``target`` keeps its init (shrinking a weight until its
+            # output variance nears BatchNorm's eps would break the scale invariance this relies on)
+            scale = max(1.0, math.sqrt(lr * float(g.norm()) / float(w.norm()) / target))
+            w.mul_(scale)
+            scales.append(scale)
+        model.load_state_dict(buffers, strict=False)
+    model.zero_grad(set_to_none=True)
+    return scales
 
 
 # ---- distributed (torchrun) ---------------------------------------------------------------------------------
@@ -303,6 +350,12 @@ def fit(
     elif init_checkpoint is not None:
         model.load_state_dict(model_from_checkpoint(init_checkpoint, num_classes=num_classes, arch=model.arch).state_dict())
         start_epoch = cfg.schedule.epochs
+    elif cfg.init_relative_update:  # a fresh run: balance the layers' relative updates on the first batch
+        loader.sampler.set_epoch(0)
+        imgs, pids, _, _ = next(iter(loader))
+        model.train()
+        balance_init(model, lambda: criterion(model(imgs.to(dev)), pids.to(dev))[0], cfg.schedule.base_lr,
+                     cfg.init_relative_update)
     if cfg.schedule.swag_cycles and swag is None:
         swag = _make_swag(model, cfg)
 
