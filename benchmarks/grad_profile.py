@@ -6,7 +6,12 @@ Runs one PK batch of the synthetic set (``robustreid.synthetic`` defaults, writt
 and the norm of the loss gradient with respect to it. A growth of the gradient towards the input means the early
 layers get far larger relative updates than the late ones in the first SGD steps.
 
-Usage: python benchmarks/grad_profile.py [--model robustreid_1x] [--data DIR] [--seed 0]
+``--eval-mode``: BatchNorm with running statistics (re-estimated on 4 training batches first) instead of batch
+statistics, to tell the part of the growth that batch statistics cause. ``--option KEY=VALUE``: an architecture
+option of ``build_model`` (e.g. ``conv_init=fan_out``, ``head_relu=true``: the network before the learning study).
+
+Usage: python benchmarks/grad_profile.py [--model robustreid_1x] [--data DIR] [--seed 0] [--eval-mode]
+       [--option KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from robustreid.attention import crop_regions
 from robustreid.datasets import load_dataset
 from robustreid.loaders import build_train_loader
 from robustreid.model import build_model
+from robustreid.swag import update_bn
 from robustreid.synthetic import write_market1501
 
 
@@ -64,20 +70,28 @@ def main() -> None:
     parser.add_argument("--model", default="robustreid_1x")
     parser.add_argument("--data", help="a Market1501-layout folder (default: the synthetic set in a temp folder)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-mode", action="store_true", help="BatchNorm with (re-estimated) running statistics")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
+    options = {k: json.loads(v) if v in ("true", "false") else v for k, _, v in (o.partition("=") for o in args.option)}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.data) if args.data else Path(tmp) / "synth"
         if not args.data:
             write_market1501(root)
         dataset = load_dataset("market1501", root)
         torch.manual_seed(args.seed)
-        model = build_model(args.model, dataset.num_train_pids).train()
+        model = build_model(args.model, dataset.num_train_pids, **options).train()
         loader = build_train_loader(dataset.train, model.data_config, num_workers=0, seed=args.seed)
-        imgs, pids, _, _ = next(iter(loader))
+        batches = iter(loader)
+        imgs, pids, _, _ = next(batches)
+        if args.eval_mode:
+            update_bn(model, batches, max_batches=4)
+            model.eval()
         rows = profile(model, imgs, pids)
     head = rows[0]["grad_norm"]
     for row in rows:
-        print(json.dumps({"bench": "grad_profile", "model": args.model, **row,
+        print(json.dumps({"bench": "grad_profile", "model": args.model, "options": options,
+                          "bn": "eval" if args.eval_mode else "train", **row,
                           "grad_vs_head": round(row["grad_norm"] / head, 2)}))
 
 
