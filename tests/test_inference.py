@@ -10,7 +10,10 @@ from robustreid.model import build_model
 from robustreid.swag import update_bn
 
 # narrow networks of both skeletons (Shuffle and Inception blocks): milliseconds per forward
-TINY = dict(stem_channels=8, stage_channels=(32, 32, 32), stage_repeats=(1, 1, 1), feat_dim=16)
+# Untrained networks with uncalibrated BatchNorm: Robust-ReID's default init (variance 1 / (3 fan_in)) shrinks the
+# signal at every layer in eval mode until descriptors nearly tie; these tests check evaluation / export
+# mechanics, so their tiny networks keep the variance-preserving Kaiming fan-out init.
+TINY = dict(stem_channels=8, stage_channels=(32, 32, 32), stage_repeats=(1, 1, 1), feat_dim=16, conv_init="fan_out")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -49,7 +52,9 @@ def test_fuse_conv_bn_gives_the_same_descriptors_and_leaves_the_model_alone(name
         expected = model.eval().embed(x)
         got = fused.embed(x)
     assert (got - expected).abs().max() > 0  # rounding differs: it really ran other convolutions
-    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    # unit-norm descriptors: float32 rounding through ~20 folded layers reaches a few 1e-5 on coordinates near 0
+    # (3.5e-5 measured with the ReLU-free heads); a wrong fold is off by O(0.1)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("name", ["robustreid_1x", "hacnn"])
