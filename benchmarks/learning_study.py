@@ -14,8 +14,8 @@ over seeds per setting (``--summarize FILE`` prints it again from the JSON lines
 validation set (``robustreid synth runs/val_data --seed 1``), report on the default set (the demo's data).
 
 Usage:
-    python benchmarks/learning_study.py --root runs/val_data --settings old,default_init,no_head_relu,new \\
-        --seeds 0 1 2 --out runs/study/val.jsonl
+    python benchmarks/learning_study.py --root runs/val_data --settings old,new --seeds 0 1 2 \\
+        --out runs/study/val.jsonl
     python benchmarks/learning_study.py --summarize runs/study/val.jsonl
 """
 
@@ -56,14 +56,9 @@ SETTINGS: dict[str, dict] = {
     # hypothesis 1, the cure: each scale-invariant layer's norm set so one SGD step at 3e-2 moves it by 1e-2 / 3e-3
     "new+balanced1e-2": {"conv_init": "default", "head_relu": False, "init_relative_update": 1e-2},
     "new+balanced3e-3": {"conv_init": "default", "head_relu": False, "init_relative_update": 3e-3},
-    # the ID loss's logit scale: classifier rows of norm 32 or 4 instead of 8 (a row's relative SGD step is
+    # the ID loss's logit scale: classifier rows of norm 32 instead of 8 (a row's relative SGD step is
     # ~lr * ||grad|| / norm: 7e-5 per step at norm 8, so in a short run the classifier hardly moves)
     "new+clf32": {"conv_init": "default", "head_relu": False, "classifier_norm": 32.0},
-    "new+clf4": {"conv_init": "default", "head_relu": False, "classifier_norm": 4.0},
-    # hypothesis 3: Eq. 1's ramp starts at base_lr / warmup_epochs; the demo's 2-epoch ramp starts at half the
-    # base LR. A 3-epoch ramp over a 4-epoch run starts at a third.
-    "new+long_warmup": {"conv_init": "default", "head_relu": False,
-                        "schedule": {"epochs": 4, "warmup_epochs": 3, "milestones": [3]}},
 }
 
 
