@@ -90,7 +90,7 @@ def scale_invariant_layers(model: nn.Module) -> list[nn.Module]:
 
 def balance_init(model: nn.Module, loss_fn: Callable[[], torch.Tensor], lr: float, target: float) -> list[float]:
     """Rescale every scale-invariant layer (``scale_invariant_layers``) so that one plain SGD step at ``lr`` on the
-    gradient of ``loss_fn()`` moves its weights by ``target`` of their norm; returns the scale factors.
+    gradient of ``loss_fn()`` moves its weights by at most ``target`` of their norm; returns the scale factors.
 
     A layer's relative update is ``r = lr * ||g|| / ||w||``; multiplying ``w`` by ``s`` leaves the network's output
     unchanged and divides ``g`` by ``s``, so ``r`` becomes ``r / s^2`` and ``s = max(1, sqrt(r / target))``. Only norms
