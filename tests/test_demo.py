@@ -20,12 +20,14 @@ def test_demo_config_keeps_the_recipe_and_the_shape_of_eq1():
     assert s.swag_cycles == 0 and s.epochs == 5
     assert lr_at(0, s) == pytest.approx(1.5e-2)       # warmup: 3e-2 * t / 2 at t = 1
     assert lr_at(0.5, s) == pytest.approx(2.25e-2)    # per-iteration ramp
-    assert lr_at(1, s) == lr_at(3.9, s) == pytest.approx(3e-2)
-    assert lr_at(4, s) == pytest.approx(3e-3)
+    # Eq. 1's milestones 150, 225 of 350 -> round(2.14) = 2, round(3.21) = 3 of 5 epochs
+    assert lr_at(1, s) == lr_at(1.9, s) == pytest.approx(3e-2)
+    assert lr_at(2, s) == pytest.approx(3e-3) and lr_at(3, s) == lr_at(4.9, s) == pytest.approx(3e-4)
+    assert s == dataclasses.replace(full.schedule.scaled(5), swag_cycles=0)  # what `train --epochs 5` runs
     d = demo_config().schedule  # the default 3 epochs: ramp, peak, decayed
     assert (lr_at(0.5, d), lr_at(1.5, d), lr_at(2.5, d)) == pytest.approx((2.25e-2, 3e-2, 3e-3))
-    with pytest.raises(ValueError, match="at least 3 epochs"):
-        demo_config(epochs=2)
+    smoke = demo_config(epochs=1).schedule  # any positive count runs; one epoch at the base LR
+    assert smoke.epochs == 1 and lr_at(0, smoke) == lr_at(0.9, smoke) == pytest.approx(3e-2)
 
 
 def test_demo_config_of_another_preset_keeps_that_recipe():
@@ -36,8 +38,10 @@ def test_demo_config_of_another_preset_keeps_that_recipe():
     assert cfg.model == "hacnn" and cfg.loss != base.loss
     # the baseline has no warmup (not a Bag of Tricks item of HA-CNN): none at demo scale either
     assert full.schedule.warmup_epochs == cfg.schedule.warmup_epochs == 0
-    assert lr_at(0, cfg.schedule) == lr_at(2, cfg.schedule) == pytest.approx(3e-2)
-    assert lr_at(3, cfg.schedule) == pytest.approx(3e-3) and cfg.schedule.swag_cycles == 0
+    # two epochs at 3e-2 before the first step (milestones 150, 225 of 350 -> 2, 3 of 4 epochs)
+    assert lr_at(0, cfg.schedule) == lr_at(1.9, cfg.schedule) == pytest.approx(3e-2)
+    assert lr_at(2, cfg.schedule) == pytest.approx(3e-3) and lr_at(3, cfg.schedule) == pytest.approx(3e-4)
+    assert cfg.schedule.swag_cycles == 0
     with pytest.raises(ValueError, match="nope"):
         demo_config(preset_name="nope")
 

@@ -223,10 +223,26 @@ def test_scaled_demo_and_overrides():
     assert swag_snapshot_epochs(custom) == (14, 19, 24)
     # Only the cycle length given: the count keeps the SWAG stage near 525 * 10 / 350 = 15 epochs.
     assert PAPER.scaled(10, swag_cycle_epochs=5).swag_cycles == 3
-    assert PAPER.scaled(3).milestones == (1, 2)
 
 
-@pytest.mark.parametrize("epochs", [0, 1, 2, 3.5])
-def test_scaled_rejects_too_short(epochs):
+
+def test_scaled_short_runs_keep_a_ramp_and_an_epoch_at_the_peak():
+    # Eq. 1 x 3/350: warmup 0.09 -> 2 epochs, milestones 1.29, 1.93 -> 2 (at the warmup's end), 3 (dropped)
+    three = PAPER.scaled(3)
+    assert (three.warmup_epochs, three.milestones) == (2, (2,))
+    assert [lr_at(e, three) for e in (0, 0.5, 1, 1.99, 2, 2.99)] == pytest.approx(
+        [1.5e-2, 2.25e-2, 3e-2, 3e-2, 3e-3, 3e-3])
+    four = PAPER.scaled(4)  # 1.71, 2.57 -> 2, 3
+    assert (four.warmup_epochs, four.milestones) == (2, (2, 3))
+    two, one = PAPER.scaled(2), PAPER.scaled(1)  # a smoke test runs: ramp + peak, or one epoch at the peak
+    assert (two.warmup_epochs, two.milestones, one.warmup_epochs, one.milestones) == (2, (), 1, ())
+    assert (lr_at(0, two), lr_at(1, two), lr_at(0, one)) == pytest.approx((1.5e-2, 3e-2, 3e-2))
+    # without a warmup (HA-CNN's schedule) the first step still comes after two epochs
+    no_warmup = ScheduleConfig(warmup_epochs=0)
+    assert no_warmup.scaled(3).milestones == (2,) and no_warmup.scaled(3).warmup_epochs == 0
+
+
+@pytest.mark.parametrize("epochs", [0, -1, 3.5, True])
+def test_scaled_rejects_non_positive_or_fractional(epochs):
     with pytest.raises(ValueError, match="epochs"):
         PAPER.scaled(epochs)

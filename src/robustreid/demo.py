@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -47,23 +48,17 @@ def demo_config(epochs: int = 3, amp: bool = False, seed: int = 0, preset_name: 
     """A preset (default ``robust-reid-1x``) at demo scale: the same network, losses, sampler and optimiser on a
     short Eq. 1 schedule, without augmentation and without the SWAG stage (``robustreid swag`` adds it).
 
-    - Schedule: scaling Eq. 1 in proportion to a few epochs would leave no epoch at the peak rate, so the demo
-      keeps its shape instead: two warmup epochs (Eq. 1's ramp 3e-2 * t / 2, per iteration: 1.5e-2 -> 3e-2 over
-      the first epoch, 3e-2 in the second), 3e-2 until the last epoch, 3e-3 for the last one. A preset without
-      warmup (``hacnn``, the original baseline) keeps none.
+    - Schedule: the preset's Eq. 1 shrunk to ``epochs`` by ``ScheduleConfig.scaled`` (at 3 epochs: the ramp
+      1.5e-2 -> 3e-2 over the first epoch, 3e-2 in the second, 3e-3 in the last; a preset without warmup,
+      ``hacnn``, trains the first two at 3e-2), the same schedule ``robustreid train --epochs`` runs.
     - Augmentation off (random erasing 0, no pad-and-crop; the flip stays): it regularises a network trained for
       hundreds of epochs, but in a run of ~150 SGD steps it only slows learning down. Measured on the demo's
       data at 150 steps (bf16, ``benchmarks/short_run.py``): rank-1 / mAP 4.4 / 5.0 without augmentation,
       0.0 / 1.2 with it; and the 10-px black border of the pad-and-crop shifts the training inputs' mean by
       ~-0.5 per channel away from the test inputs' (README, "The demo").
     """
-    if epochs < 3:
-        raise ValueError(
-            f"the demo needs at least 3 epochs (the warmup ramp, 1 at the peak, 1 after the step), got {epochs}"
-        )
     cfg = preset(preset_name)
-    schedule = {"epochs": epochs, "warmup_epochs": min(2, cfg.schedule.warmup_epochs), "milestones": [epochs - 1],
-                "swag_cycles": 0}
+    schedule = {**dataclasses.asdict(cfg.schedule.scaled(epochs)), "swag_cycles": 0}
     return apply_overrides(cfg, {"schedule": schedule, "data": {"random_erasing": 0.0, "pad": 0}, "amp": amp,
                                  "seed": seed, "eval_every_epochs": 0})
 
