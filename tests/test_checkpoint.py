@@ -45,6 +45,36 @@ def test_refuses_non_checkpoints(tmp_path):
         load_checkpoint(tmp_path / "other.pt")
 
 
+@pytest.mark.parametrize("name, content, said", [
+    ("photo.pt", b"\xff\xd8\xff\xe0\x00\x10JFIF", "is a JPEG image"),
+    ("scores.pt", b'{"rank1": 1.0}', "is a JSON file"),
+    ("model.onnx", b"\x08\x08\x12\x07pytorch", "is an ONNX model .*--backend onnxruntime"),
+    ("notes.pt", b"epoch 3 done\n", "is a text file"),
+    ("empty.pt", b"", "is an empty file"),
+    ("noise.pt", bytes(range(256)) * 4, "not a PyTorch checkpoint"),
+    ("cut.pt", None, "not a readable PyTorch checkpoint"),
+])
+def test_names_the_file_and_what_it_is(tmp_path, name, content, said):
+    path = tmp_path / name
+    if content is None:  # a real checkpoint cut in half (a kill mid-copy)
+        full = save_checkpoint(model_state(build_model("hacnn", 2)), tmp_path / "full.pt").read_bytes()
+        content = full[: len(full) // 2]
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"{name}.*{said}|{name} {said}") as err:
+        load_checkpoint(path)
+    assert "\n" not in str(err.value)  # one line
+    with pytest.raises(ValueError, match="is a folder"):
+        load_checkpoint(tmp_path)
+
+
+def test_state_dict_that_does_not_fit_is_one_line():
+    state = model_state(build_model("hacnn", 3))
+    state["model"]["classifiers.0.weight"] = torch.zeros(4, 7)  # hand-edited: the wrong shape
+    with pytest.raises(ValueError, match="do not fit .*classifiers.0.weight") as err:
+        model_from_checkpoint(state)
+    assert "\n" not in str(err.value)
+
+
 def test_refuses_mismatched_classes_and_arch():
     state = model_state(build_model("robustreid_1x", 5))
     with pytest.raises(ValueError, match="5 identity classes, expected 7"):

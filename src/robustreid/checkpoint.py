@@ -42,11 +42,48 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda f: torch.save(state, f))
 
 
+# First bytes of the files a user may pass by mistake, and what to say about them.
+_NOT_CHECKPOINTS = (
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"\x89PNG", "a PNG image"),
+    (b"{", "a JSON file"),
+    (b"[", "a JSON file"),
+)
+
+
+def _what_file(path: Path) -> str | None:
+    """What ``path`` is when it is plainly not a PyTorch checkpoint (a ZIP archive or a pickle), else None."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if not head:
+        return "an empty file"
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":  # torch.save's ZIP format, or a legacy pickle
+        return None
+    if path.suffix.lower() == ".onnx" or (head[:1] == b"\x08" and b"onnx" in head.lower()):
+        return "an ONNX model (evaluate it with --backend onnxruntime)"
+    for magic, kind in _NOT_CHECKPOINTS:
+        if head.lstrip().startswith(magic):
+            return kind
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = "\x00"
+    if all(c.isprintable() or c in "\t\r\n" for c in text):
+        return "a text file"
+    return "not a PyTorch checkpoint (neither a ZIP archive nor a pickle)"
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Read a robustreid checkpoint safely (``weights_only=True``); clear errors for anything else."""
+    """Read a robustreid checkpoint safely (``weights_only=True``); a one-line ``ValueError`` naming the file and
+    what it is for anything else (an image, JSON, an ONNX model, text, random bytes, a pickled object)."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"checkpoint {path} is a folder; pass a .pt file (e.g. {path / 'last.pt'})")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    kind = _what_file(path)
+    if kind is not None:
+        raise ValueError(f"{path} is {kind}, not a robustreid checkpoint (.pt)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -55,8 +92,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             f"refusing to load {path}: it holds pickled Python objects, not only tensors and plain values "
             f"(torch.load weights_only=True said: {first})"
         ) from None
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # a damaged archive fails in many ways (RuntimeError, EOFError, KeyError, ...)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {first})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path} is not a robustreid checkpoint (no 'format': '{FORMAT}' entry)")
     if state.get("format_version", 0) > FORMAT_VERSION:
@@ -70,6 +108,9 @@ def model_from_checkpoint(state: dict, num_classes: int | None = None, arch: Arc
     ``num_classes`` / ``arch``, when given, are what the caller expects: a mismatch is a clear ``ValueError``
     (e.g. resuming a run on another dataset, or with another preset) instead of a shape error deep in PyTorch.
     """
+    missing_keys = [k for k in ("arch", "num_classes", "model") if k not in state]
+    if missing_keys:
+        raise ValueError(f"checkpoint has no {', '.join(missing_keys)} entry: it does not hold a network")
     saved_arch = Architecture.from_dict(state["arch"])
     if arch is not None and arch != saved_arch:
         diff = {k: (v, getattr(arch, k)) for k, v in saved_arch.to_dict().items() if getattr(arch, k) != getattr(saved_arch, k)}
@@ -77,7 +118,12 @@ def model_from_checkpoint(state: dict, num_classes: int | None = None, arch: Arc
     if num_classes is not None and num_classes != state["num_classes"]:
         raise ValueError(f"checkpoint has {state['num_classes']} identity classes, expected {num_classes}")
     model = ReIDNet(saved_arch, state["num_classes"])
-    missing, unexpected = model.load_state_dict(state["model"], strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state["model"], strict=False)
+    except RuntimeError as exc:  # shapes that do not fit (a hand-edited or foreign state dict)
+        first = str(exc).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else first[0]
+        raise ValueError(f"checkpoint weights do not fit its architecture: {detail}") from None
     if missing or unexpected:
         raise ValueError(f"checkpoint weights do not fit the architecture: missing {missing}, unexpected {unexpected}")
     return model
