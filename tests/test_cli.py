@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 
 from robustreid.cli import main
 from robustreid.model import build_model
@@ -52,3 +53,55 @@ def test_config_show_and_bad_dataset_root(tmp_path, capsys):
     assert main(["data", "check", "market1501", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "bounding_box_train" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_user_errors_are_one_line_with_exit_2(tmp_path, capsys, monkeypatch):
+    import robustreid.cli as cli
+
+    # a checkpoint that is not one (here: a JPEG), and a folder where a file is expected
+    from PIL import Image
+
+    (tmp_path / "photo.pt").write_bytes(b"\xff\xd8\xff\xe0JFIF")
+    image = tmp_path / "a.png"
+    Image.new("RGB", (64, 128)).save(image)
+    for path, said in ((tmp_path / "photo.pt", "photo.pt is a JPEG image"), (tmp_path, "is a folder")):
+        assert main(["extract", "--checkpoint", str(path), "--out", str(tmp_path / "f.npz"), str(image)]) == 2
+        err = capsys.readouterr().err
+        assert said in err and len(err.strip().splitlines()) == 1, err
+
+    # errors raised inside a command: an OS error names its file, a missing optional package names its extra,
+    # an ini error its source; anything else (a bug) keeps its traceback
+    import configparser
+
+    cases = [
+        (PermissionError(13, "Permission denied", "/data/x.jpg"), "/data/x.jpg: Permission denied"),
+        (IsADirectoryError(21, "Is a directory", "runs/out"), "runs/out: Is a directory"),
+        (ModuleNotFoundError("No module named 'trackeval'", name="trackeval"), "pip install 'robustreid[tracking]'"),
+        (configparser.MissingSectionHeaderError("s.ini", 1, "x=1"), "s.ini"),
+    ]
+    for exc, said in cases:
+        def boom(args, exc=exc):
+            raise exc
+        monkeypatch.setattr(cli, "_cmd_profile", boom)
+        parser_main = cli.build_parser
+        monkeypatch.setattr(cli, "build_parser", lambda: _with_func(parser_main(), boom))
+        assert main(["profile", "hacnn"]) == 2
+        err = capsys.readouterr().err
+        assert said in err and len(err.strip().splitlines()) == 1 and err.startswith("robustreid profile: error:"), err
+        monkeypatch.setattr(cli, "build_parser", parser_main)
+    monkeypatch.setattr(cli, "build_parser", lambda: _with_func(parser_main(), lambda a: 1 / 0))
+    with pytest.raises(ZeroDivisionError):
+        main(["profile", "hacnn"])
+
+
+def _with_func(parser, func):
+    """The CLI parser with the ``profile`` subcommand's function replaced by ``func``."""
+    real = parser.parse_args
+
+    def parse_args(argv=None):
+        args = real(argv)
+        args.func = func
+        return args
+
+    parser.parse_args = parse_args
+    return parser

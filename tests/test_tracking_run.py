@@ -134,6 +134,52 @@ def test_motion_only_reads_no_image_and_reid_needs_a_model(crossing, tmp_path):
         track_sequence(tmp_path / "missing", tmp_path / "e.txt")
 
 
+def _copy_sequence(src, dst):
+    for f in src.rglob("*"):
+        if f.is_file():
+            (dst / f.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
+            (dst / f.relative_to(src)).write_bytes(f.read_bytes())
+    return dst
+
+
+def test_bad_tracking_inputs_name_the_file(crossing, tmp_path):
+    # a truncated frame: one line naming the frame, and no results file written
+    cut = _copy_sequence(crossing, tmp_path / "cut")
+    frame = cut / "img1" / "000003.jpg"
+    frame.write_bytes(frame.read_bytes()[:200])
+    with pytest.raises(ValueError, match=r"000003.jpg: frame 3 is not a readable image"):
+        track_sequence(cut, tmp_path / "cut.txt", mean_colour)
+    assert not (tmp_path / "cut.txt").exists()
+    # '%' in a seqinfo value is a plain character; non-UTF-8 seqinfo and det files are named
+    pct = _copy_sequence(crossing, tmp_path / "pct")
+    ini = pct / "seqinfo.ini"
+    ini.write_text(ini.read_text().replace("name=", "name=100%"))
+    assert track_sequence(pct, tmp_path / "pct.txt")["frames"] == 40
+    ini.write_bytes(ini.read_bytes().replace(b"100%", b"caf\xe9"))
+    with pytest.raises(ValueError, match=r"seqinfo.ini: not UTF-8 text"):
+        track_sequence(pct, tmp_path / "pct2.txt")
+    det = _copy_sequence(crossing, tmp_path / "det") / "det" / "det.txt"
+    det.write_bytes(b"\xff\xfe" + det.read_bytes())
+    with pytest.raises(ValueError, match=r"det.txt: not UTF-8 text"):
+        track_sequence(det.parent.parent, tmp_path / "det.txt")
+
+
+def test_boxes_outside_the_frame_without_image_size_are_dropped(crossing, tmp_path):
+    seq = _copy_sequence(crossing, tmp_path / "nosize")
+    ini = seq / "seqinfo.ini"
+    ini.write_text("\n".join(line for line in ini.read_text().splitlines() if not line.startswith("im")))
+    det = seq / "det" / "det.txt"
+    det.write_text(det.read_text() + "5,-1,5000,5000,40,80,0.9,-1,-1,-1\n")  # far outside a 160x120 frame
+    seen = []
+
+    def extractor(crops):
+        seen.extend(c.shape for c in crops)
+        return mean_colour(crops)
+
+    track_sequence(seq, tmp_path / "r.txt", extractor)
+    assert seen and all(h > 0 and w > 0 for h, w, _ in seen)
+
+
 # ------------------------------------------------------------------------------------------ room
 def test_calibration_on_the_validation_part(room):
     cal = calibrate_reentry(room / "validation", embed_fn=oracle, far=0.05)

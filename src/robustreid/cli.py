@@ -425,17 +425,41 @@ def _add_override_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--amp", action="store_true", help="mixed precision (bfloat16; float16 on a GPU without bfloat16)")
 
 
+# Optional packages and the extra that installs them (pyproject.toml).
+_EXTRAS = {"trackeval": "tracking", "onnx": "onnx", "onnxruntime": "onnx", "onnxscript": "onnx"}
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message of an error a user can fix, as one line (the first line names the file or value)."""
+    import configparser
+
+    if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.split(".")[0] in _EXTRAS:
+        package = exc.name.split(".")[0]
+        return f"this needs the optional package {package}: pip install 'robustreid[{_EXTRAS[package]}]'"
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    if isinstance(exc, configparser.Error):
+        source = getattr(exc, "source", None)
+        return f"{source + ': ' if source else ''}{' '.join(exc.message.split())}"
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
+    import configparser
+
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (UsageError, ValueError, FileNotFoundError, NotADirectoryError) as exc:
-        print(f"robustreid {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # e.g. piped into `head`
         sys.stderr.close()
         return 0
+    except (UsageError, ValueError, OSError, configparser.Error, ModuleNotFoundError) as exc:
+        if isinstance(exc, ModuleNotFoundError) and not (exc.name and exc.name.split(".")[0] in _EXTRAS):
+            raise  # a broken install, not the user's input
+        print(f"robustreid {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -97,12 +97,14 @@ def read_seqinfo(path) -> SeqInfo:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such seqinfo.ini")
-    parser = configparser.ConfigParser()
+    parser = configparser.ConfigParser(interpolation=None)  # a '%' in a value is a plain character
     parser.optionxform = str  # keep the camelCase keys
     try:
-        parser.read_string(path.read_text(), source=str(path))
+        parser.read_string(path.read_text(encoding="utf-8"), source=str(path))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte {err.start}); expected an ini file") from None
     except configparser.Error as err:
-        raise ValueError(f"{path}: not a valid ini file ({err})") from err
+        raise ValueError(f"{path}: not a valid ini file ({' '.join(str(err).split())})") from None
     if "Sequence" not in parser:
         raise ValueError(f"{path}: expected a [Sequence] section")
     section = parser["Sequence"]
@@ -211,30 +213,33 @@ def _read_rows(path, columns: Sequence[str], unique_ids: bool) -> np.ndarray:
         raise FileNotFoundError(f"{path}: no such file")
     expected = ",".join(columns)
     rows, lines = [], []
-    with open(path, encoding="utf-8") as fp:
-        for lineno, line in enumerate(fp, start=1):
-            text = line.strip()
-            if not text:
-                continue
-            fields = _SPLIT.split(text)
-            if len(fields) < len(columns):
-                raise ValueError(f"{path}:{lineno}: expected at least {len(columns)} comma-separated values "
-                                 f"({expected}), got {len(fields)}: {text!r}")
-            try:
-                values = [float(v) for v in fields[:len(columns)]]
-            except ValueError:
-                raise ValueError(f"{path}:{lineno}: expected numbers ({expected}), got {text!r}") from None
-            if not all(math.isfinite(v) for v in values):
-                raise ValueError(f"{path}:{lineno}: expected finite numbers, got {text!r}")
-            frame, track_id, _, _, w, h = values[:6]
-            if not (frame.is_integer() and frame >= 1):
-                raise ValueError(f"{path}:{lineno}: frame must be an integer >= 1, got {fields[0]!r}")
-            if not track_id.is_integer():
-                raise ValueError(f"{path}:{lineno}: id must be an integer, got {fields[1]!r}")
-            if w < 0 or h < 0:
-                raise ValueError(f"{path}:{lineno}: box width and height must be >= 0, got w={w}, h={h}")
-            rows.append(values)
-            lines.append(lineno)
+    try:
+        text_lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte {err.start}); expected lines of {expected}") from None
+    for lineno, line in enumerate(text_lines, start=1):
+        text = line.strip()
+        if not text:
+            continue
+        fields = _SPLIT.split(text)
+        if len(fields) < len(columns):
+            raise ValueError(f"{path}:{lineno}: expected at least {len(columns)} comma-separated values "
+                             f"({expected}), got {len(fields)}: {text!r}")
+        try:
+            values = [float(v) for v in fields[:len(columns)]]
+        except ValueError:
+            raise ValueError(f"{path}:{lineno}: expected numbers ({expected}), got {text!r}") from None
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(f"{path}:{lineno}: expected finite numbers, got {text!r}")
+        frame, track_id, _, _, w, h = values[:6]
+        if not (frame.is_integer() and frame >= 1):
+            raise ValueError(f"{path}:{lineno}: frame must be an integer >= 1, got {fields[0]!r}")
+        if not track_id.is_integer():
+            raise ValueError(f"{path}:{lineno}: id must be an integer, got {fields[1]!r}")
+        if w < 0 or h < 0:
+            raise ValueError(f"{path}:{lineno}: box width and height must be >= 0, got w={w}, h={h}")
+        rows.append(values)
+        lines.append(lineno)
     out = np.array(rows, dtype=np.float64).reshape(-1, len(columns))
     if unique_ids and len(out):
         key = out[:, 0] * (2**32) + out[:, 1]

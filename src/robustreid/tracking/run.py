@@ -77,14 +77,18 @@ def _read_frame(seq: MOTSequence, frame: int) -> np.ndarray:
     path = seq.frame_path(frame)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: frame {frame} of {seq.root} is missing")
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except OSError as err:  # truncated or not an image
+        raise ValueError(f"{path}: frame {frame} is not a readable image ({err})") from None
 
 
 def _frame_inputs(seq: MOTSequence, embed: EmbedFn | None) -> Iterator[tuple[np.ndarray, np.ndarray, object]]:
     """Per frame ``(boxes_xyxy, scores, embeddings or None)`` from ``det/det.txt`` (and ``img1/``).
 
-    Boxes without width or height, or (when the image size is known) without a pixel in the image, are
+    Boxes without width or height, or (when the image size is known: seqinfo.ini, or the decoded frame when a
+    ReID model reads it) without a pixel in the image, are
     dropped: a detector never reports them and neither the tracker nor the crop cutter can use them.
     """
     if seq.det is None:
@@ -93,12 +97,16 @@ def _frame_inputs(seq: MOTSequence, embed: EmbedFn | None) -> Iterator[tuple[np.
     for f, rows in enumerate(frame_rows(seq.det, seq.info.seq_length), start=1):
         boxes, scores = xywh_to_xyxy(rows[:, 2:6]), rows[:, 6].astype(np.float64)
         keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        image = None
+        if embed is not None and keep.any() and not (width > 0 and height > 0):
+            image = _read_frame(seq, f)  # no imWidth / imHeight in seqinfo.ini: the frame gives the size
+            height, width = image.shape[:2]
         if width > 0 and height > 0:
             keep &= (boxes[:, 2] > 0) & (boxes[:, 3] > 0) & (boxes[:, 0] < width) & (boxes[:, 1] < height)
         boxes, scores = boxes[keep], scores[keep]
         feats = None
         if embed is not None and len(boxes):
-            feats = embed(seq, f, _read_frame(seq, f), boxes)
+            feats = embed(seq, f, _read_frame(seq, f) if image is None else image, boxes)
         yield boxes, scores, feats
 
 
