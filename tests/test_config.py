@@ -99,6 +99,29 @@ def test_unknown_and_bad_values_are_errors():
         preset("z")
 
 
+@pytest.mark.parametrize("key, value, message", [
+    ("swag_bma_samples", "2.5", "swag_bma_samples: expected int, got 2.5"),
+    ("swag_scale", "-1", "swag_scale must be a positive finite number"),
+    ("swag_scale", "abc", "swag_scale: expected float, got 'abc'"),
+    ("seed", "-1", "seed must be >= 0, got -1"),
+    ("seed", "true", "seed: expected int, got True"),
+    ("data.num_workers", "1.5", "data.num_workers: expected int, got 1.5"),
+    ("l2_norm", "5", "l2_norm: expected bool or null, got 5"),
+    ("loss.triplet_margin", "wide", "loss.triplet_margin: expected float or null, got 'wide'"),
+    ("optim.momentum", "[0.9]", "optim.momentum: expected float, got \\[0.9\\]"),
+])
+def test_wrong_types_and_ranges_fail_when_the_config_is_built(key, value, message):
+    # caught when the run is configured, not after the SWAG cycles that would first use the value
+    with pytest.raises(ValueError, match=message):
+        apply_overrides(preset("robust-reid-1x"), {key: value})
+
+
+def test_right_types_are_coerced_not_refused():
+    cfg = apply_overrides(preset("robust-reid-1x"), {"data.num_workers": "2.0", "swag_scale": "1", "l2_norm": "null",
+                                                     "loss.triplet_margin": "0.3"})
+    assert (cfg.data.num_workers, cfg.swag_scale, cfg.l2_norm, cfg.loss.triplet_margin) == (2, 1.0, None, 0.3)
+
+
 def test_config_round_trips_through_dict():
     for name in PRESETS:
         cfg = preset(name)

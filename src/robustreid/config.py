@@ -40,6 +40,32 @@ __all__ = [
 ]
 
 
+_SIMPLE_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "None": type(None)}
+
+
+def _check_types(cfg: Any, section: str) -> None:
+    """Every plain field of ``cfg`` has the type its annotation names: ``key: expected int, got 2.5``.
+
+    Section-typed fields (``loss``, ``schedule``, ...) validate themselves. Ints are accepted for floats;
+    bools are not ints here (``seed=true`` is a mistake, not 1)."""
+    for f in dataclasses.fields(cfg):
+        names = [n.strip() for n in str(f.type).split("|")]
+        if not all(n in _SIMPLE_TYPES for n in names):
+            continue
+        value = getattr(cfg, f.name)
+        ok = any(
+            (n == "None" and value is None)
+            or (n == "bool" and isinstance(value, bool))
+            or (n == "int" and isinstance(value, int) and not isinstance(value, bool))
+            or (n == "float" and isinstance(value, (int, float)) and not isinstance(value, bool))
+            or (n == "str" and isinstance(value, str))
+            for n in names
+        )
+        if not ok:
+            expected = " or ".join("null" if n == "None" else n for n in names)
+            raise ValueError(f"{section}{f.name}: expected {expected}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class LossConfig:
     """Losses (Section 3.1): label-smoothed identity loss on both branches' logits, triplet on both features."""
@@ -51,6 +77,7 @@ class LossConfig:
     triplet_margin: float | None = None  # None = soft margin (Eq. 5); a float = hinge margin
 
     def __post_init__(self):
+        _check_types(self, "loss.")
         if not (self.id_loss or self.triplet):
             raise ValueError("loss: at least one of id_loss and triplet must be on")
         if not 0.0 <= self.label_smoothing < 1.0:
@@ -74,6 +101,7 @@ class DataConfig:
     test_batch_size: int = 128
 
     def __post_init__(self):
+        _check_types(self, "data.")
         if self.batch_p < 2 or self.batch_k < 2:
             raise ValueError(f"data.batch_p and data.batch_k must be >= 2 for the triplet loss, got {self.batch_p}, {self.batch_k}")
         if not 0.0 <= self.random_erasing <= 1.0:
@@ -93,6 +121,7 @@ class OptimConfig:
     nesterov: bool = False
 
     def __post_init__(self):
+        _check_types(self, "optim.")
         if not 0.0 <= self.momentum < 1.0 or self.weight_decay < 0:
             raise ValueError(f"optim: momentum must be in [0, 1) and weight_decay >= 0, got {self.momentum}, {self.weight_decay}")
 
@@ -132,6 +161,14 @@ class TrainConfig:
     def __post_init__(self):
         from .model import list_models
 
+        _check_types(self, "")
+        for name, section in (("loss", LossConfig), ("data", DataConfig), ("optim", OptimConfig), ("schedule", ScheduleConfig)):
+            if not isinstance(getattr(self, name), section):
+                raise ValueError(f"{name}: expected a {section.__name__}, got {getattr(self, name)!r}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if not (0.0 < self.swag_scale < float("inf")):
+            raise ValueError(f"swag_scale must be a positive finite number (the SWAG sampling scale), got {self.swag_scale}")
         if self.model not in list_models():
             raise ValueError(f"model must be one of {list_models()}, got {self.model!r}")
         if not 0.0 <= self.init_relative_update < 1.0:
