@@ -130,6 +130,41 @@ def test_resume_refuses_another_config(tiny_dataset, tmp_path):
         fit(other, tiny_dataset, tmp_path, resume=True, show_progress=False, log=lambda s: None)
 
 
+def test_cli_train_protects_an_existing_run(tiny_root, tmp_path, capsys):
+    from robustreid.checkpoint import model_state, save_checkpoint
+    from robustreid.model import build_model
+
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({**TINY, "schedule": {"epochs": 1, "warmup_epochs": 0, "milestones": [], "swag_cycles": 0}}))
+    run = tmp_path / "run"
+    run.mkdir()
+    three = build_model("hacnn", 3)  # a run on another dataset (3 identities; the tiny set has 8)
+    save_checkpoint({**model_state(three), "epoch": 1, "config": config_to_dict(preset("hacnn"))}, run / "last.pt")
+    (run / "metrics.jsonl").write_text('{"kind": "train", "epoch": 0}\n')
+    (run / "dataset.json").write_text('{"name": "market1501", "root": "/elsewhere"}')
+    before = {f.name: f.read_bytes() for f in run.iterdir()}
+    common = ["train", "--preset", "hacnn", "--dataset", "market1501", "--root", str(tiny_root), "--config", str(config)]
+
+    def refused(argv, said):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert said in err and len(err.strip().splitlines()) == 1, err
+        assert {f.name: f.read_bytes() for f in run.iterdir()} == before  # nothing touched
+
+    refused(common + ["--out", str(run)], "already holds a run (last.pt, metrics.jsonl, dataset.json)")
+    refused(["train", "--resume", str(run), "--epochs", "5"], "--epochs cannot change it")
+    refused(["train", "--resume", str(run), "--set", "seed=3"], "--set cannot change it")
+    refused(["train", "--resume", str(run), "--dataset", "market1501", "--root", str(tiny_root)],
+            "trained on 3 identities")
+    (tmp_path / "file").write_text("x")
+    refused(common + ["--out", str(tmp_path / "file")], "is a file")
+    # --overwrite starts over: a fresh metrics.jsonl with one epoch, the old lines gone
+    assert main(common + ["--out", str(run), "--overwrite"]) == 0
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines if x["kind"] == "train"] == [0]
+    assert load_checkpoint(run / "last.pt")["num_classes"] == 8
+
+
 def test_swag_stage_on_a_finished_run(tiny_root, tmp_path, capsys):
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps({**TINY, "schedule": {**TINY["schedule"], "epochs": 1, "milestones": [],

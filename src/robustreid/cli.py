@@ -93,22 +93,48 @@ def _scaled_schedule(schedule, epochs: int) -> dict:
     return dataclasses.asdict(schedule.scaled(epochs))
 
 
+# What a training run writes into its folder (train.fit): removed by --overwrite before a fresh start.
+_RUN_FILES = ("last.pt", "best.pt", "swa.pt", "metrics.jsonl", "summary.json", "dataset.json")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
+    import shutil
+
     from .atomicfile import write_text
+    from .checkpoint import load_checkpoint
     from .train import config_from_checkpoint, fit
 
     if args.resume:
-        from .checkpoint import load_checkpoint
-
+        changed = [flag for flag, value in (("--preset", args.preset), ("--config", args.config), ("--set", args.set),
+                                            ("--epochs", args.epochs), ("--amp", args.amp), ("--out", args.out),
+                                            ("--overwrite", args.overwrite)) if value]
+        if changed:
+            raise UsageError(f"--resume continues {args.resume} with the config stored in its last.pt; "
+                             f"{', '.join(changed)} cannot change it (start a new run with --out)")
         out = Path(args.resume)
-        cfg = config_from_checkpoint(load_checkpoint(out / "last.pt"))
+        state = load_checkpoint(out / "last.pt")
+        cfg = config_from_checkpoint(state)
     else:
         if not (args.preset and args.dataset and args.root and args.out):
             raise UsageError("train needs --preset, --dataset, --root and --out (or --resume RUN)")
         out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--out {out} is a file; expected a run folder")
+        existing = [name for name in _RUN_FILES if (out / name).exists()]
+        if existing and not args.overwrite:
+            raise UsageError(f"{out} already holds a run ({', '.join(existing)}); continue it with --resume {out}, "
+                             f"or pass --overwrite to start over")
         cfg = _resolve_config(args)
+        state = None
     dataset_spec = _dataset_spec(args, out)
     dataset = _load_dataset(dataset_spec)
+    if state is not None and dataset.num_train_pids != state["num_classes"]:
+        raise UsageError(f"{out / 'last.pt'} was trained on {state['num_classes']} identities, the dataset "
+                         f"{dataset_spec['name']} at {dataset_spec['root']} has {dataset.num_train_pids}")
+    if not args.resume:
+        for name in _RUN_FILES:  # --overwrite: a fresh run, nothing appended to the old one
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / "tensorboard", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "dataset.json", json.dumps(dataset_spec))
     print(dataset.stats_table(), file=sys.stderr)
@@ -329,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", help="dataset folder (comma-separated, one per dataset, for a union)")
     p.add_argument("--out", help="run folder (checkpoints, metrics.jsonl, summary.json)")
     p.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its last.pt")
+    p.add_argument("--overwrite", action="store_true", help="start over in an --out folder that holds a run")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     _add_override_args(p)
     p.set_defaults(func=_cmd_train)
