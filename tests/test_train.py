@@ -122,6 +122,37 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(tiny_dataset, tmp_path, mo
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
+def test_nan_weights_are_never_saved_and_resume_rewrites_the_log(tiny_dataset, tmp_path, monkeypatch):
+    import robustreid.train as train_mod
+
+    cfg = tiny_cfg(**{"schedule.epochs": 2, "schedule.milestones": [], "schedule.warmup_epochs": 0})
+    real = train_mod.train_one_epoch
+
+    def poisoned(net, *args, **kwargs):
+        stats = real(net, *args, **kwargs)
+        if stats["epoch"] == 1:  # a finite loss, but a weight blew up in the last step of the epoch
+            with torch.no_grad():
+                next(net.parameters()).fill_(float("inf"))
+        return stats
+
+    monkeypatch.setattr(train_mod, "train_one_epoch", poisoned)
+    with pytest.raises(TrainingDiverged, match="after epoch 1"):
+        fit(cfg, tiny_dataset, tmp_path, show_progress=False, log=lambda s: None)
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["epoch"] == 1  # epoch 0's checkpoint, untouched
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    # a line the checkpoint does not know (a kill between a log write and the next save) and a killed
+    # writer's temporary file: resume drops both
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"kind": "train", "epoch": 1}) + "\n")
+    (tmp_path / ".tmp-last.pt-999999999-deadbeef").write_bytes(b"half")
+    monkeypatch.setattr(train_mod, "train_one_epoch", real)
+    fit(cfg, tiny_dataset, tmp_path, resume=True, show_progress=False, log=lambda s: None)
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines if x["kind"] == "train"] == [0, 1]
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
 def test_resume_refuses_another_config(tiny_dataset, tmp_path):
     cfg = tiny_cfg(**{"schedule.epochs": 1, "schedule.milestones": [], "schedule.warmup_epochs": 0})
     fit(cfg, tiny_dataset, tmp_path, show_progress=False, log=lambda s: None)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["TEMP_PREFIX", "atomic_write", "write_bytes", "write_text"]
+__all__ = ["TEMP_PREFIX", "atomic_write", "write_bytes", "write_text", "remove_stale_temp_files"]
 
 TEMP_PREFIX = ".tmp-"
 
@@ -33,7 +33,47 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)  # the rename itself survives a power loss
     return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open a folder: its rename is durable enough there
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that killed writers left in ``folder`` (``.tmp-<name>-<pid>-<hex>`` whose
+    process is gone); returns what was removed. A live writer's file (its pid still running) is kept."""
+    removed = []
+    for tmp in Path(folder).glob(f"{TEMP_PREFIX}*"):
+        try:
+            pid = int(tmp.name.rsplit("-", 2)[-2])
+        except (ValueError, IndexError):
+            continue
+        if _alive(pid):  # a writer still at work (or this process)
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -36,7 +36,7 @@ from torch import nn
 
 from . import __version__
 from .amp import autocast_dtype, needs_grad_scaler
-from .atomicfile import write_text
+from .atomicfile import remove_stale_temp_files, write_text
 from .checkpoint import load_checkpoint, model_from_checkpoint, model_state, save_checkpoint
 from .config import TrainConfig, config_to_dict, apply_overrides
 from .datasets import ReidDataset
@@ -50,7 +50,15 @@ __all__ = ["TrainingDiverged", "ReIDCriterion", "scale_invariant_layers", "balan
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss, or a weight, became NaN or infinite."""
+
+
+def _check_finite(model: nn.Module, epoch: int) -> None:
+    """Refuse to checkpoint non-finite weights: the previous ``last.pt`` stays the last good one."""
+    for name, p in model.state_dict().items():
+        if p.is_floating_point() and not torch.isfinite(p).all():
+            raise TrainingDiverged(f"{name} holds NaN or infinite values after epoch {epoch}; "
+                                   f"not saved, the last checkpoint is the previous epoch's")
 
 
 class ReIDCriterion(nn.Module):
@@ -245,6 +253,10 @@ class _Log:
             except Exception:  # tensorboard is optional
                 self.writer = None
 
+    def rewrite(self, records: list[dict]) -> None:
+        """Replace metrics.jsonl with ``records`` (atomically)."""
+        write_text(self.path, "".join(json.dumps(r) + "\n" for r in records))
+
     def write(self, record: dict) -> None:
         if not self.enabled:
             return
@@ -363,6 +375,11 @@ def fit(
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     logger = _Log(out_dir, main_process)
+    if main_process:
+        remove_stale_temp_files(out_dir)  # half-written checkpoints of a killed run
+    if resume and main_process:
+        # the log is the checkpoint's history: lines written after its save (a kill in between) go
+        logger.rewrite(history)
     if init_checkpoint is not None and not resume and main_process:
         # the model the stage starts from, for the Table 3 comparison (before / SWA / SWAG)
         record = {"kind": "eval", "stage": "start", "epoch": start_epoch - 1, **_evaluate(model, dataset, cfg, dev)}
@@ -392,19 +409,21 @@ def fit(
             swag.collect(model)
             record["swag_snapshots"] = swag.n_models
         history.append(record)
-        logger.write(record)
+        _check_finite(model, epoch)
+        if main_process:  # the epoch is safe before the evaluation runs; then the log line
+            save_checkpoint(checkpoint(epoch + 1), last_path)
+            logger.write(record)
         is_last_main = epoch == cfg.schedule.epochs - 1
         if main_process and cfg.eval_every_epochs and ((epoch + 1) % cfg.eval_every_epochs == 0 or is_last_main):
             metrics = _evaluate(model, dataset, cfg, dev)
             eval_record = {"kind": "eval", "epoch": epoch, **metrics}
             history.append(eval_record)
-            logger.write(eval_record)
-            log(f"epoch {epoch}: rank-1 {metrics['rank1']:.1f} mAP {metrics['mAP']:.1f}")
             if metrics["mAP"] > best_map:
                 best_map = metrics["mAP"]
                 save_checkpoint(checkpoint(epoch + 1), best_path)
-        if main_process:
             save_checkpoint(checkpoint(epoch + 1), last_path)
+            logger.write(eval_record)
+            log(f"epoch {epoch}: rank-1 {metrics['rank1']:.1f} mAP {metrics['mAP']:.1f}")
 
     # 5. the end
     summary: dict = {"epochs": total, "config": config_to_dict(cfg), "versions": _versions()}
