@@ -246,6 +246,24 @@ def test_check_images_finds_truncated_corrupt_and_missing_files(tmp_path):
         read_image(records[1].img_path)
 
 
+def test_16_bit_grey_images_keep_their_range(tmp_path):
+    from PIL import Image
+
+    grey = np.array([[0, 16384], [32768, 65535]], dtype=np.uint16)  # 0, 1/4, 1/2, 1 of the 16-bit range
+    Image.fromarray(grey).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode == "I;16"
+    rgb = np.asarray(read_image(tmp_path / "g16.png"))
+    assert rgb.shape == (2, 2, 3) and (rgb[..., 0] == rgb[..., 2]).all()
+    assert rgb[..., 0].tolist() == [[0, 64], [128, 255]]  # not clipped to white by convert("RGB")
+
+
+def test_check_images_reports_progress(tmp_path):
+    _write(tmp_path, [f"{i}.jpg" for i in range(3)], _jpeg_bytes(64, 32, seed=1))
+    calls = []
+    check_images([tmp_path / f"{i}.jpg" for i in (0, 1, 2, 1)], progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(3, 3)]  # every 500 images and at the end; a repeated path is read once
+
+
 def test_check_images_on_a_whole_dataset(tmp_path):
     root = make_market(str(tmp_path))
     assert check_images(load_dataset("market1501", root)) == []

@@ -153,6 +153,25 @@ def test_nan_weights_are_never_saved_and_resume_rewrites_the_log(tiny_dataset, t
     assert not list(tmp_path.glob(".tmp-*"))
 
 
+def test_unreadable_images_stop_the_run_before_it_starts(tiny_root, tmp_path):
+    import shutil
+
+    from robustreid.cli import _one_line
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_root, root)
+    bad = sorted((root / "query").glob("*.jpg"))[0]
+    bad.write_bytes(bad.read_bytes()[:100])  # truncated
+    dataset = load_dataset("market1501", root)
+    with pytest.raises(ValueError, match=f"1 unreadable image.*{bad.name}") as err:
+        fit(tiny_cfg(), dataset, tmp_path / "run", show_progress=False, log=lambda s: None)
+    assert "\n" not in str(err.value) and not (tmp_path / "run" / "last.pt").exists()
+    # an image that breaks during a run (not checked): the DataLoader worker's multi-line error becomes its last line
+    worker_error = ValueError(f"Caught ValueError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
+                              f"last):\n  File \"x.py\", line 1\nValueError: cannot read image '{bad}': truncated\n")
+    assert _one_line(worker_error) == f"ValueError: cannot read image '{bad}': truncated"
+
+
 def test_resume_refuses_another_config(tiny_dataset, tmp_path):
     cfg = tiny_cfg(**{"schedule.epochs": 1, "schedule.milestones": [], "schedule.warmup_epochs": 0})
     fit(cfg, tiny_dataset, tmp_path, show_progress=False, log=lambda s: None)

@@ -468,7 +468,9 @@ def _one_line(exc: BaseException) -> str:
     if isinstance(exc, configparser.Error):
         source = getattr(exc, "source", None)
         return f"{source + ': ' if source else ''}{' '.join(exc.message.split())}"
-    lines = str(exc).strip().splitlines()
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    if len(lines) > 1 and "Original Traceback" in str(exc):  # re-raised from a DataLoader worker: the cause is last
+        return lines[-1].strip()
     return lines[0] if lines else type(exc).__name__
 
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 from PIL import Image
 
 __all__ = [
@@ -374,6 +375,10 @@ def read_image(img_path: str | os.PathLike) -> Image.Image:
     """Fully decode an image file as RGB; a missing or unreadable file raises an error naming it."""
     try:
         with Image.open(img_path) as image:
+            if image.mode in ("I;16", "I;16L", "I;16B", "I"):  # 16/32-bit grey: convert("RGB") would clip to white
+                grey = np.asarray(image, dtype=np.float64)
+                top = 65535.0 if image.mode.startswith("I;16") or grey.max() > 255 else 255.0
+                image = Image.fromarray(np.clip(grey / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
             return image.convert("RGB")  # convert() loads every pixel, so truncation is detected here
     except FileNotFoundError:
         raise FileNotFoundError(f"image file not found: '{img_path}'") from None
@@ -381,24 +386,24 @@ def read_image(img_path: str | os.PathLike) -> Image.Image:
         raise ValueError(f"cannot read image '{img_path}': {err}") from err
 
 
-def check_images(dataset_or_records: ReidDataset | Iterable[Record]) -> list[tuple[str, str]]:
+def check_images(dataset_or_records: ReidDataset | Iterable[Record],
+                 progress: Callable[[int, int], None] | None = None) -> list[tuple[str, str]]:
     """Decode every image; return ``(img_path, error text)`` for each missing, unreadable or truncated file.
 
-    Used by ``robustreid data check NAME ROOT``. Accepts a dataset (all splits) or any records / paths.
+    Used by ``robustreid data check NAME ROOT`` and before training (``train.fit``). Accepts a dataset (all
+    splits) or any records / paths. ``progress(done, total)`` is called every 500 images and at the end.
     """
     if isinstance(dataset_or_records, ReidDataset):
         records = dataset_or_records.train + dataset_or_records.query + dataset_or_records.gallery
     else:
         records = dataset_or_records
+    paths = list(dict.fromkeys(r.img_path if isinstance(r, Record) else str(r) for r in records))
     failures = []
-    seen = set()
-    for record in records:
-        img_path = record.img_path if isinstance(record, Record) else str(record)
-        if img_path in seen:
-            continue
-        seen.add(img_path)
+    for done, img_path in enumerate(paths, start=1):
         try:
             read_image(img_path)
         except (FileNotFoundError, ValueError) as err:
             failures.append((img_path, str(err.__cause__ or err)))
+        if progress is not None and (done % 500 == 0 or done == len(paths)):
+            progress(done, len(paths))
     return failures

@@ -130,6 +130,20 @@ def balance_init(model: nn.Module, loss_fn: Callable[[], torch.Tensor], lr: floa
 # ---- distributed (torchrun) ---------------------------------------------------------------------------------
 
 
+def _check_dataset_images(dataset: ReidDataset, log: Callable[[str], None] | None) -> None:
+    from .datasets import check_images
+
+    def progress(done: int, total: int) -> None:
+        if sys.stderr.isatty() or done == total:
+            _progress(f"checking images {done}/{total}", total - 1 if done == total else 0, total)
+
+    bad = check_images(dataset, progress if log is not None else None)
+    if bad:
+        first = ", ".join(f"{p} ({e})" for p, e in bad[:3])
+        raise ValueError(f"{len(bad)} unreadable image(s) in {dataset.name}: {first}"
+                         f"{' ...' if len(bad) > 3 else ''}; remove or replace them (robustreid data check lists all)")
+
+
 def _setup_distributed(device: str | None) -> tuple[int, int, torch.device]:
     """(rank, world_size, device). Under torchrun (WORLD_SIZE > 1) joins the process group: nccl on GPUs,
     gloo on CPUs; each rank takes the GPU of its LOCAL_RANK."""
@@ -298,12 +312,15 @@ def fit(
     log: Callable[[str], None] = print,
     init_checkpoint: dict | None = None,
     final_eval: bool = True,
+    check_images: bool = True,
 ) -> dict:
     """Train ``cfg`` on ``dataset`` (its ``train`` split; ``query``/``gallery`` for evaluation) into ``out_dir``.
 
     ``resume``: continue from ``out_dir/last.pt`` (same config required). ``init_checkpoint``: start from these
     weights at epoch ``cfg.schedule.epochs`` (the SWAG stage on a finished run: ``robustreid swag``).
     ``final_eval=False`` skips the closing evaluation of the main stage (for a caller that evaluates itself).
+    ``check_images``: decode every training, query and gallery image before the first step, and stop with one
+    line naming the unreadable ones (a bad image would otherwise end the run mid-epoch, at its first use).
     Returns the summary dict (also written to ``out_dir/summary.json``).
     """
     out_dir = Path(out_dir)
@@ -314,6 +331,9 @@ def fit(
     show_progress = show_progress and main_process
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
+
+    if check_images:
+        _check_dataset_images(dataset, log if show_progress else None)
 
     # 1. set up
     torch.manual_seed(cfg.seed)
