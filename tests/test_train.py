@@ -172,6 +172,18 @@ def test_unreadable_images_stop_the_run_before_it_starts(tiny_root, tmp_path):
     assert _one_line(worker_error) == f"ValueError: cannot read image '{bad}': truncated"
 
 
+def test_run_plan_names_every_phase():
+    from robustreid.train import run_plan
+
+    cfg = preset("robust-reid-1x")
+    cfg = apply_overrides(cfg, {"schedule": dataclasses.asdict(cfg.schedule.scaled(3))})
+    plan = run_plan(cfg, 44)
+    assert plan.startswith("plan: 3 epochs x 44 iterations (lr 0.03, warmup 2 epochs, x0.1 after 2 epochs)")
+    assert "SWAG: 2 cycles x 2 epochs, 10 BMA samples" in plan and plan.endswith("(3 + 2 * 2) * 44 = 308 SGD steps in all".split(" = ")[1])
+    plain = run_plan(apply_overrides(cfg, {"schedule.swag_cycles": 0, "eval_every_epochs": 0}), 10)
+    assert "SWAG" not in plain and "evaluation" not in plain and plain.endswith("30 SGD steps in all")
+
+
 def test_resume_refuses_another_config(tiny_dataset, tmp_path):
     cfg = tiny_cfg(**{"schedule.epochs": 1, "schedule.milestones": [], "schedule.warmup_epochs": 0})
     fit(cfg, tiny_dataset, tmp_path, show_progress=False, log=lambda s: None)

@@ -448,7 +448,8 @@ def _add_runtime_args(p: argparse.ArgumentParser) -> None:
 def _add_override_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML or JSON file of overrides")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. loss.triplet_margin=0.3")
-    p.add_argument("--epochs", type=int, default=None, help="scale the recipe's schedule to this many main epochs")
+    p.add_argument("--epochs", type=int, default=None, help="scale the recipe's Eq. 1 stage to this many epochs (ScheduleConfig.scaled); a preset with SWAG "
+                   "keeps a scaled SWAG stage after them (--set schedule.swag_cycles=0 drops it); the run prints its plan")
     p.add_argument("--amp", action="store_true", help="mixed precision (bfloat16; float16 on a GPU without bfloat16)")
 
 

@@ -130,6 +130,21 @@ def balance_init(model: nn.Module, loss_fn: Callable[[], torch.Tensor], lr: floa
 # ---- distributed (torchrun) ---------------------------------------------------------------------------------
 
 
+def run_plan(cfg: TrainConfig, iters_per_epoch: int) -> str:
+    """What a run will do, in one line: epochs per phase, SGD steps, evaluations, SWAG and BMA."""
+    s = cfg.schedule
+    steps = ", ".join(f"x{s.gamma:g} after {m} epochs" for m in s.milestones) or "no step"
+    parts = [f"plan: {s.epochs} epochs x {iters_per_epoch} iterations (lr {s.base_lr:g}, warmup {s.warmup_epochs} "
+             f"epochs, {steps})"]
+    if cfg.eval_every_epochs:
+        parts.append(f"evaluation every {cfg.eval_every_epochs} epochs and after the last")
+    if s.swag_cycles:
+        parts.append(f"then SWAG: {s.swag_cycles} cycles x {s.swag_cycle_epochs} epochs, "
+                     f"{cfg.swag_bma_samples} BMA samples (each a BatchNorm refresh + an evaluation)")
+    parts.append(f"{s.total_epochs * iters_per_epoch} SGD steps in all")
+    return "; ".join(parts)
+
+
 def _check_dataset_images(dataset: ReidDataset, log: Callable[[str], None] | None) -> None:
     from .datasets import check_images
 
@@ -274,8 +289,10 @@ class _Log:
     def write(self, record: dict) -> None:
         if not self.enabled:
             return
-        with open(self.path, "a") as f:
+        with open(self.path, "a") as f:  # one whole line per record, on disk before the run goes on
             f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
         if self.writer is not None:
             step = record.get("epoch", 0)
             for k, v in record.items():
@@ -421,6 +438,8 @@ def fit(
 
     # 3 + 4. the main stage, then the SWAG cycles
     total = cfg.schedule.total_epochs
+    if main_process and start_epoch < total:
+        log(run_plan(cfg, len(loader)))
     for epoch in range(start_epoch, total):
         stats = train_one_epoch(net, loader, optimizer, criterion, epoch, cfg, dev, show_progress, scaler)
         stage = "main" if epoch < cfg.schedule.epochs else "swag"
