@@ -103,6 +103,19 @@ def test_all_queries_invalid_raises():
         evaluate_rank(np.zeros((2, 3)), [7, 8], [1, 2, 7], [0, 0], [0, 1, 0], max_rank=3)
 
 
+def test_queries_with_a_match_agrees_with_evaluate_rank():
+    # the two hand cases above: 1 of 2 queries valid, then none (all same-camera or absent)
+    g_pids, g_camids = np.append(HAND_G_PIDS, 3), np.append(HAND_G_CAMIDS, 1)
+    assert metrics.queries_with_a_match([1, 3], g_pids, [0, 1], g_camids) == 1
+    assert metrics.queries_with_a_match([7, 8], [1, 2, 7], [0, 0], [0, 1, 0]) == 0
+    # against a slow loop on random labels
+    rng = np.random.default_rng(0)
+    q_pids, q_cams = rng.integers(0, 6, 40), rng.integers(0, 3, 40)
+    g_pids, g_cams = rng.integers(-1, 6, 30), rng.integers(0, 3, 30)
+    slow = sum(any(gp == qp and gc != qc for gp, gc in zip(g_pids, g_cams)) for qp, qc in zip(q_pids, q_cams))
+    assert metrics.queries_with_a_match(q_pids, g_pids, q_cams, g_cams) == slow
+
+
 def test_ties_are_pessimistic():
     # Match and non-match both at distance 1: the match ranks second.
     cmc, mean_ap, minp = evaluate_rank([[1.0, 1.0]], [1], [1, 2], [0], [1, 1], max_rank=2, return_minp=True)

@@ -184,6 +184,16 @@ def test_run_plan_names_every_phase():
     assert "SWAG" not in plain and "evaluation" not in plain and plain.endswith("30 SGD steps in all")
 
 
+def test_a_gallery_that_cannot_be_scored_stops_the_run_before_it_starts(tiny_dataset, tmp_path):
+    one_camera = dataclasses.replace(tiny_dataset, gallery=[r for r in tiny_dataset.gallery if r.camid == 0],
+                                     query=[r for r in tiny_dataset.query if r.camid == 0])
+    with pytest.raises(ValueError, match=r"no query has a true match .* \(cameras \[0\]\)"):
+        fit(tiny_cfg(), one_camera, tmp_path, show_progress=False, log=lambda s: None)
+    assert not (tmp_path / "last.pt").exists()
+    fit(tiny_cfg(**{"schedule.epochs": 1, "schedule.milestones": [], "schedule.warmup_epochs": 0}), one_camera,
+        tmp_path, show_progress=False, log=lambda s: None, final_eval=False)  # no evaluation planned: it trains
+
+
 def test_resume_refuses_another_config(tiny_dataset, tmp_path):
     cfg = tiny_cfg(**{"schedule.epochs": 1, "schedule.milestones": [], "schedule.warmup_epochs": 0})
     fit(cfg, tiny_dataset, tmp_path, show_progress=False, log=lambda s: None)

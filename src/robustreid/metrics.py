@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["METRICS", "compute_distmat", "evaluate_rank", "evaluate_features"]
+__all__ = ["METRICS", "compute_distmat", "evaluate_rank", "evaluate_features", "queries_with_a_match"]
 
 METRICS = ("euclidean", "cosine")
 
@@ -311,6 +311,17 @@ def _labels(q_pids, g_pids, q_camids, g_camids, num_q, num_g, device):
     return [_as_labels(x, name, n, device) for x, name, n in
             ((q_pids, "q_pids", num_q), (g_pids, "g_pids", num_g),
              (q_camids, "q_camids", num_q), (g_camids, "g_camids", num_g))]
+
+
+def queries_with_a_match(q_pids, g_pids, q_camids, g_camids) -> int:
+    """How many queries have a true match in the gallery: the same pid seen by another camera (the protocol of
+    ``evaluate_rank``; a split where this is 0 cannot be evaluated). A cheap check before a long run."""
+    q_pids, g_pids = np.asarray(q_pids).ravel(), np.asarray(g_pids).ravel()
+    q_camids, g_camids = np.asarray(q_camids).ravel(), np.asarray(g_camids).ravel()
+    cams_of: dict[int, set] = {}
+    for pid, cam in zip(g_pids.tolist(), g_camids.tolist()):
+        cams_of.setdefault(pid, set()).add(cam)
+    return sum(1 for pid, cam in zip(q_pids.tolist(), q_camids.tolist()) if cams_of.get(pid, set()) - {cam})
 
 
 def evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50, return_minp=False):

@@ -145,6 +145,18 @@ def run_plan(cfg: TrainConfig, iters_per_epoch: int) -> str:
     return "; ".join(parts)
 
 
+def _check_evaluable(dataset: ReidDataset) -> None:
+    """The evaluations this run will make need a query whose identity another camera saw in the gallery."""
+    from .metrics import queries_with_a_match
+
+    labels = [[getattr(r, k) for r in split] for split in (dataset.query, dataset.gallery) for k in ("pid", "camid")]
+    if not dataset.query or not dataset.gallery or not queries_with_a_match(labels[0], labels[2], labels[1], labels[3]):
+        cams = sorted({r.camid for r in dataset.gallery})
+        raise ValueError(f"{dataset.name}: no query has a true match (same identity, another camera) in the "
+                         f"{len(dataset.gallery)}-image gallery (cameras {cams}), so no evaluation can score this "
+                         "run; check the query / gallery folders")
+
+
 def _check_dataset_images(dataset: ReidDataset, log: Callable[[str], None] | None) -> None:
     from .datasets import check_images
 
@@ -351,6 +363,8 @@ def fit(
 
     if check_images:
         _check_dataset_images(dataset, log if show_progress else None)
+    if cfg.eval_every_epochs or final_eval or cfg.schedule.swag_cycles:
+        _check_evaluable(dataset)
 
     # 1. set up
     torch.manual_seed(cfg.seed)
