@@ -105,3 +105,24 @@ def _with_func(parser, func):
 
     parser.parse_args = parse_args
     return parser
+
+
+def test_output_paths_are_checked_before_any_work(tmp_path, capsys, monkeypatch):
+    import robustreid.evaluate as evaluate
+
+    monkeypatch.setattr(evaluate, "extract_to_npz", lambda *a, **k: pytest.fail("ran before checking --out"))
+    (tmp_path / "file").write_text("x")
+    cases = [
+        (["extract", "--checkpoint", "c.pt", "--out", str(tmp_path), "a.jpg"], "is a folder; expected a file name"),
+        (["extract", "--checkpoint", "c.pt", "--out", str(tmp_path / "file" / "f.npz"), "a.jpg"], "is a file, not a folder"),
+        (["demo", "--out", str(tmp_path / "file")], "is a file; expected a folder"),
+        (["eval", "--checkpoint", "c.pt", "--dataset", "market1501", "--root", str(tmp_path), "--report",
+          str(tmp_path / "file")], "--report"),
+        (["export", "--checkpoint", "c.pt", "--out", str(tmp_path / "file" / "m.onnx")], "is a file, not a folder"),
+        (["train", "--preset", "hacnn", "--dataset", "market1501", "--root", str(tmp_path), "--out",
+          str(tmp_path / "file")], "is a file; expected a folder"),
+    ]
+    for argv, said in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert said in err and len(err.strip().splitlines()) == 1, (argv, err)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -15,6 +16,36 @@ __all__ = ["main", "build_parser"]
 
 class UsageError(Exception):
     """Raised by a subcommand for input the user can fix; printed as one line, exit status 2."""
+
+
+def _writable_parent(path: Path, flag: str) -> None:
+    parent = path.parent
+    while not parent.exists():  # the folders that will be created
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"{flag} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: cannot write in {parent} (permission denied)")
+
+
+def check_output_file(path, flag: str) -> None:
+    """Before any work: ``path`` can be written as a file (it is not a folder, its folder can be made)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{flag} {path} is a folder; expected a file name")
+    _writable_parent(path, flag)
+
+
+def check_output_dir(path, flag: str) -> None:
+    """Before any work: ``path`` can be used as an output folder (it is not a file, it can be made)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {path} is a file; expected a folder")
+    if path.is_dir():
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise UsageError(f"{flag} {path}: cannot write in it (permission denied)")
+        return
+    _writable_parent(path, flag)
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
@@ -39,6 +70,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 def _cmd_synth(args: argparse.Namespace) -> int:
     from .synthetic import write_market1501
 
+    check_output_dir(args.out, "out")
     def progress(done: int, total: int) -> None:
         if done == total or done % 200 == 0:
             sys.stderr.write(f"\rsynth: {done}/{total} images")
@@ -118,8 +150,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if not (args.preset and args.dataset and args.root and args.out):
             raise UsageError("train needs --preset, --dataset, --root and --out (or --resume RUN)")
         out = Path(args.out)
-        if out.exists() and not out.is_dir():
-            raise UsageError(f"--out {out} is a file; expected a run folder")
+        check_output_dir(out, "--out")
         existing = [name for name in _RUN_FILES if (out / name).exists()]
         if existing and not args.overwrite:
             raise UsageError(f"{out} already holds a run ({', '.join(existing)}); continue it with --resume {out}, "
@@ -185,6 +216,7 @@ def _cmd_swag(args: argparse.Namespace) -> int:
         schedule = dataclasses.replace(schedule, swag_cycle_epochs=args.cycle_epochs)
     cfg = apply_overrides(dataclasses.replace(cfg, schedule=schedule), parse_set(args.set or []))
     out = Path(args.out)
+    check_output_dir(out, "--out")
     spec = _dataset_spec(args, source)
     dataset = _load_dataset(spec)
     out.mkdir(parents=True, exist_ok=True)
@@ -198,6 +230,8 @@ def _cmd_swag(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, format_metrics, metrics_summary
 
+    if args.report:
+        check_output_dir(args.report, "--report")
     dataset = _load_dataset({"name": args.dataset, "root": args.root})
     result = evaluate(args.checkpoint, dataset, metric=args.metric, batch_size=args.batch_size,
                       num_workers=args.num_workers, device=args.device, amp=args.amp)
@@ -213,6 +247,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_extract(args: argparse.Namespace) -> int:
     from .evaluate import extract_to_npz
 
+    check_output_file(args.out, "--out")
     info = extract_to_npz(args.checkpoint, args.inputs, args.out, batch_size=args.batch_size,
                           num_workers=args.num_workers, device=args.device)
     print(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in info.items()}))
@@ -227,6 +262,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     for flag, path in (("--out", args.out), ("--int8", args.int8)):
         if path is not None and Path(path).suffix != ".onnx":
             raise UsageError(f"{flag} {path}: expected a file name ending in .onnx")
+    for flag, path in (("--out", args.out), ("--int8", args.int8)):
+        if path is not None:
+            check_output_file(path, flag)
     if args.int8 and Path(args.int8).resolve() == Path(args.out).resolve():
         raise UsageError("--int8 and --out name the same file: the int8 model would replace the fp32 one")
     if args.int8 and not args.dataset:
@@ -260,6 +298,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
+    check_output_dir(args.out, "--out")
     run_demo(args.out, epochs=args.epochs, amp=args.amp, seed=args.seed, device=args.device,
              preset_name=args.preset)
     return 0
@@ -268,6 +307,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_synth_scene(args: argparse.Namespace) -> int:
     from .tracking.scene import write_scene
 
+    check_output_dir(args.out, "out")
     manifest = write_scene(args.out, mode=args.mode, cameras=args.cameras, frames=args.frames, people=args.people,
                            seed=args.seed)
     print(json.dumps({k: v for k, v in manifest.items() if k != "sequences"}, default=str))
@@ -277,6 +317,7 @@ def _cmd_synth_scene(args: argparse.Namespace) -> int:
 def _cmd_track(args: argparse.Namespace) -> int:
     from .tracking.run import track_sequence
 
+    check_output_file(args.out, "--out")
     extractor = None
     if not args.no_reid:
         if not args.checkpoint:
