@@ -86,6 +86,20 @@ def test_gallery_assigns_and_opens_identities():
         gallery.assign([np.empty((0, 0))], excluded=[], max_distance=0.2)
 
 
+def test_gallery_forgets_the_identity_updated_longest_ago():
+    gallery = ReentryGallery(max_descriptors=2, max_identities=2)
+    a = gallery.new_identity(np.tile(EA, (1, 1)))
+    b = gallery.new_identity(np.tile(EB, (1, 1)))
+    gallery.add(a, np.tile(EA, (1, 1)))  # a is now the more recently updated
+    c = gallery.new_identity(np.tile(EC, (1, 1)))  # a third: b goes
+    assert gallery.identities == (a, c) and c == 3
+    # b, seen again, no longer matches anything: it opens a new number (never reused)
+    out = gallery.assign([np.tile(EB, (2, 1))], excluded=[], max_distance=0.2)
+    assert out[0][:2] == (4, True) and gallery.identities == (c, 4)
+    with pytest.raises(ValueError, match="max_identities must be an integer >= 1"):
+        ReentryConfig(max_distance=0.3, max_identities=0)
+
+
 # ------------------------------------------------------------------------------------ room tracker
 def test_room_reentry_matches_the_right_identity_and_opens_a_new_one():
     cfg = TrackerConfig(max_frames_lost=3)

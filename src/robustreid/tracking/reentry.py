@@ -49,17 +49,20 @@ __all__ = [
 class ReentryConfig:
     """``max_distance``: accept a gallery identity at cosine distance <= this (see
     :func:`calibrate_threshold`); ``entry_descriptors``: embeddings averaged into a query;
-    ``max_descriptors``: embeddings kept per gallery identity."""
+    ``max_descriptors``: embeddings kept per gallery identity; ``max_identities``: identities the gallery
+    holds at most (the one updated longest ago is forgotten first), so memory and matching time stay bounded
+    however long the room is watched."""
 
     max_distance: float
     entry_descriptors: int = 5
     max_descriptors: int = 100
+    max_identities: int = 1000
 
     def __post_init__(self):
         if not (np.isfinite(self.max_distance) and 0.0 <= self.max_distance <= 2.0):
             raise ValueError("ReentryConfig.max_distance is a cosine distance in [0, 2], got "
                              f"{self.max_distance!r}")
-        for name in ("entry_descriptors", "max_descriptors"):
+        for name in ("entry_descriptors", "max_descriptors", "max_identities"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"ReentryConfig.{name} must be an integer >= 1, got {value!r}")
@@ -136,11 +139,15 @@ def match_entries(query_feats, gallery_banks: Sequence[np.ndarray], max_distance
 
 # --------------------------------------------------------------------------------------- gallery
 class ReentryGallery:
-    """Identities with their stored embeddings; identity numbers start at 1 and are never reused."""
+    """Identities with their stored embeddings; identity numbers start at 1 and are never reused.
 
-    def __init__(self, max_descriptors: int = 100):
+    At most ``max_identities`` are held: opening one more forgets the identity updated longest ago (its
+    number is not reused; if it comes back, :meth:`add` starts a new bank under the same number)."""
+
+    def __init__(self, max_descriptors: int = 100, max_identities: int = 1000):
         self.max_descriptors = max_descriptors
-        self._banks: dict[int, np.ndarray] = {}
+        self.max_identities = max_identities
+        self._banks: dict[int, np.ndarray] = {}  # insertion order = least recently updated first
         self._next = 1
 
     @property
@@ -153,6 +160,8 @@ class ReentryGallery:
     def new_identity(self, descriptors=None) -> int:
         identity = self._next
         self._next += 1
+        while len(self._banks) >= self.max_identities:
+            del self._banks[next(iter(self._banks))]  # the least recently updated
         self._banks[identity] = np.empty((0, 0))
         if descriptors is not None:
             self.add(identity, descriptors)
@@ -163,7 +172,7 @@ class ReentryGallery:
         d = np.asarray(descriptors, dtype=np.float64)
         if d.size == 0:
             return
-        bank = self._banks[identity]
+        bank = self._banks.pop(identity, np.empty((0, 0)))  # re-inserted last: the most recently updated
         bank = d if bank.size == 0 else np.concatenate([bank, d])
         self._banks[identity] = bank[-self.max_descriptors:]
 
@@ -210,7 +219,8 @@ class RoomTracker:
         self.camids = sorted(camids)
         self.reentry = reentry
         self.trackers = {c: Tracker(tracker_config) for c in self.camids}
-        self.gallery = ReentryGallery(reentry.max_descriptors if reentry else 1)
+        self.gallery = ReentryGallery(reentry.max_descriptors if reentry else 1,
+                                      reentry.max_identities if reentry else 1)
         self.decisions: list[EntryDecision] = []
         self.step_index = 0
         self._identity: dict[int, dict[int, int]] = {c: {} for c in self.camids}  # camid -> track -> id
