@@ -340,3 +340,20 @@ def test_checkpoint_arch_without_head_relu_reads_as_the_old_relu_head():
     d = MODELS["robustreid_1x"].to_dict()
     del d["head_relu"]
     assert Architecture.from_dict(d).head_relu is True
+
+
+def test_reset_classifier_keeps_the_descriptor_and_changes_the_logits():
+    torch.manual_seed(0)
+    model = build_model("robustreid_1x", 5).eval()
+    x = torch.randn(2, 3, 160, 64)
+    before = model(x)
+    model.reset_classifier(7)
+    after = model(x)
+    torch.testing.assert_close(after.embedding, before.embedding)
+    assert model.num_classes == 7 and after.global_logits.shape == after.local_logits.shape == (2, 7)
+    rows = model.classifiers[0].weight.norm(dim=1)
+    assert abs(float(rows.mean()) - model.arch.classifier_norm) < 1.0  # initialised as at construction
+    model.reset_classifier(0)
+    assert model(x).global_logits is None and len(model.classifiers) == 0
+    with pytest.raises(ValueError, match="num_classes must be >= 0"):
+        model.reset_classifier(-1)

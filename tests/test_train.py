@@ -56,6 +56,7 @@ def test_fit_end_to_end(tiny_dataset, tmp_path, capsys):
     last = load_checkpoint(tmp_path / "last.pt")
     assert last["epoch"] == 3 and last["config"] == config_to_dict(cfg)
     assert (tmp_path / "best.pt").exists() and (tmp_path / "summary.json").exists()
+    assert json.loads((tmp_path / "config.json").read_text()) == config_to_dict(cfg)  # written when the run starts
     model = load_model(tmp_path / "best.pt")
     assert model.num_classes == tiny_dataset.num_train_pids
 

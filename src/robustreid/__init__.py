@@ -9,6 +9,24 @@ from .profile import count_macs, count_params, profile_model
 
 __version__ = "0.1.0"
 
+# Loaded on first use (PEP 562), so ``import robustreid`` stays light and the package's import order is kept.
+# (``robustreid.evaluate`` is the module; its function is ``robustreid.evaluate.evaluate``.)
+_LAZY = {
+    "load_dataset": "datasets",
+    "FeatureExtractor": "evaluate",
+    "evaluate_rank": "metrics",
+    "evaluate_features": "metrics",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module 'robustreid' has no attribute {name!r}")
+
 __all__ = [
     "__version__",
     "Architecture",
@@ -19,4 +37,8 @@ __all__ = [
     "count_params",
     "count_macs",
     "profile_model",
+    "load_dataset",
+    "FeatureExtractor",
+    "evaluate_rank",
+    "evaluate_features",
 ]

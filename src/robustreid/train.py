@@ -428,6 +428,7 @@ def fit(
     logger = _Log(out_dir, main_process)
     if main_process:
         remove_stale_temp_files(out_dir)  # half-written checkpoints of a killed run
+        write_text(out_dir / "config.json", json.dumps(config_to_dict(cfg), indent=2))  # the resolved recipe
     if resume and main_process:
         # the log is the checkpoint's history: lines written after its save (a kill in between) go
         logger.rewrite(history)

@@ -1,0 +1,21 @@
+"""The top-level names the README's examples use."""
+
+import robustreid
+
+
+def test_top_level_names_are_the_library_functions():
+    from robustreid.datasets import load_dataset
+    from robustreid.evaluate import FeatureExtractor
+    from robustreid.metrics import evaluate_features, evaluate_rank
+
+    assert robustreid.load_dataset is load_dataset and robustreid.FeatureExtractor is FeatureExtractor
+    assert robustreid.evaluate_rank is evaluate_rank and robustreid.evaluate_features is evaluate_features
+    assert set(robustreid.__all__) >= {"build_model", "load_dataset", "FeatureExtractor", "evaluate_rank"}
+    for name in robustreid.__all__:
+        assert getattr(robustreid, name) is not None
+    try:
+        robustreid.no_such_name
+    except AttributeError as err:
+        assert "no_such_name" in str(err)
+    else:
+        raise AssertionError("unknown attributes must raise AttributeError")
