@@ -28,14 +28,7 @@ from robustreid.model import build_model
 from robustreid.synthetic import write_market1501
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny convolutions: on a busy 2-core machine, 2 intra-op threads wait on each other at every op
-    (measured 73 s vs 6 s for these tests). Every check compares results of this one process."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # A narrow network of the same skeleton: the extractor / evaluation logic does not depend on the width,

@@ -25,14 +25,7 @@ from robustreid.model import Architecture, build_model  # noqa: E402
 from robustreid.synthetic import write_market1501  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread (torch and onnxruntime, which follows torch): on a busy 2-core machine two threads
-    wait on each other at every op. Every check compares results of this one process."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # Narrow networks of the full skeleton (every op of the export: GridSample crops, GeM, attention, both heads).

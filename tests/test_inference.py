@@ -16,12 +16,7 @@ from robustreid.swag import update_bn
 TINY = dict(stem_channels=8, stage_channels=(32, 32, 32), stage_repeats=(1, 1, 1), feat_dim=16, conv_init="fan_out")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def calibrated(name: str, seed: int = 0) -> nn.Module:
