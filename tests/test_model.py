@@ -111,17 +111,23 @@ def test_data_config_is_carried(model):
     assert len(model.data_config["mean"]) == 3 and len(model.data_config["std"]) == 3
 
 
-def test_params_and_macs_against_paper(model_name, model):
-    params_target, gmacs_target = TARGETS[model_name]
-    params = count_params(model)
+def test_macs_against_paper(model_name, model):
+    gmacs_target = TARGETS[model_name][1]
     gmacs = count_macs(model) / 1e9
     assert abs(gmacs - gmacs_target) / gmacs_target <= 0.10, f"{model_name}: {gmacs:.3f} GMACs"
-    if model_name == "robustreid_2x":
-        pytest.xfail(
-            f"known gap (README, model docstring): the plain Table 1 reading has {params / 1e6:.2f}M "
-            "parameters at 2x, the paper 6.4M"
-        )
-    assert abs(params - params_target) / params_target <= 0.05, f"{model_name}: {params / 1e6:.3f}M params"
+
+
+@pytest.mark.parametrize("name", [
+    "hacnn",
+    "robustreid_1x",
+    # known gap (README, model docstring): the plain Table 1 reading has 5.83M parameters at 2x, the paper 6.4M;
+    # strict, so the suite says so when a change closes it
+    pytest.param("robustreid_2x", marks=pytest.mark.xfail(strict=True, reason="5.83M vs the paper's 6.4M")),
+])
+def test_params_against_paper(name):
+    params_target = TARGETS[name][0]
+    params = count_params(build_model(name, 751))
+    assert abs(params - params_target) / params_target <= 0.05, f"{name}: {params / 1e6:.3f}M params"
 
 
 def test_classifiers_are_excluded_from_params(model):
