@@ -165,7 +165,10 @@ def test_backend_and_device_validation():
         FeatureExtractor(model, device="gpu0")
     with pytest.raises(ValueError, match="batch_size=0"):
         FeatureExtractor(model, batch_size=0)
-    assert resolve_device(None) == torch.device("cpu")
+    from robustreid.device import default_device
+
+    # one rule: None is the GPU when the machine has one, else the CPU
+    assert resolve_device(None) == default_device() == torch.device("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device(torch.device("cpu")) == torch.device("cpu")
     assert FeatureExtractor(model, device=torch.device("cpu")).device.type == "cpu"
     if not torch.cuda.is_available():

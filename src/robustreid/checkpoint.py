@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from .atomicfile import atomic_write
+from .device import unwrap
 from .model import Architecture, ReIDNet
 
 __all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "model_state", "model_from_checkpoint", "load_model"]
@@ -26,7 +27,7 @@ FORMAT_VERSION = 1
 
 def model_state(model: ReIDNet) -> dict:
     """The part of a checkpoint that rebuilds a model: architecture, class count, weights, data config."""
-    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    model = unwrap(model)
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

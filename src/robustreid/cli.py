@@ -397,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (checkpoints, metrics.jsonl, summary.json)")
     p.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its last.pt")
     p.add_argument("--overwrite", action="store_true", help="start over in an --out folder that holds a run")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--device", default=None, help=_DEVICE_HELP)
     _add_override_args(p)
     p.set_defaults(func=_cmd_train)
 
@@ -408,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cycle-epochs", type=int, default=None, help="epochs per cycle (default: the run's)")
     p.add_argument("--dataset", default=None)
     p.add_argument("--root", default=None)
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default=None, help=_DEVICE_HELP)
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
     p.set_defaults(func=_cmd_swag)
 
@@ -452,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="robust-reid-1x", choices=list_presets(),
                    help="the recipe (and its model) to train at demo scale (default robust-reid-1x)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default=None, help=_DEVICE_HELP)
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("synth-scene", help="synthetic persons walking through a scene, in the MOTChallenge layout")
@@ -469,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", metavar="CKPT")
     p.add_argument("--out", required=True, metavar="RESULTS.txt")
     p.add_argument("--no-reid", action="store_true", help="motion-only baseline (Table 5 'No ReID')")
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default=None, help=_DEVICE_HELP)
     p.set_defaults(func=_cmd_track)
 
     p = sub.add_parser("track-eval", help="MOTA / IDF1 / HOTA / ID switches of a results file (trackeval)")
@@ -481,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_runtime_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--device", default=None, help=_DEVICE_HELP)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--num-workers", type=int, default=2)
 
@@ -493,6 +493,8 @@ def _add_override_args(p: argparse.ArgumentParser) -> None:
                    "keeps a scaled SWAG stage after them (--set schedule.swag_cycles=0 drops it); the run prints its plan")
     p.add_argument("--amp", action="store_true", help="mixed precision (bfloat16; float16 on a GPU without bfloat16)")
 
+
+_DEVICE_HELP = "cpu, cuda, cuda:1 ... (default: the GPU if there is one, else cpu)"
 
 # Optional packages and the extra that installs them (pyproject.toml).
 _EXTRAS = {"trackeval": "tracking", "onnx": "onnx", "onnxruntime": "onnx", "onnxscript": "onnx"}

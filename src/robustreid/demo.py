@@ -28,6 +28,7 @@ from .amp import native_bf16
 from .atomicfile import write_text
 from .config import apply_overrides, preset
 from .datasets import load_dataset
+from .device import resolve_device
 from .evaluate import evaluate, metrics_summary
 from .histogram import histogram_features
 from .loaders import build_test_loader
@@ -83,7 +84,7 @@ def run_demo(out: str | Path = "runs/demo", *, epochs: int = 3, amp: bool | None
     the float32 training speed on this project's 2-core CPU), float32 elsewhere."""
     out = Path(out)
     if amp is None:
-        amp = native_bf16(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        amp = native_bf16(resolve_device(device))
     cfg = demo_config(epochs, amp, seed, preset_name)
     name = cfg.model
     start = time.perf_counter()

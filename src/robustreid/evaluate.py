@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .amp import autocast_dtype
 from .checkpoint import load_model
+from .device import resolve_device, unwrap
 from .atomicfile import write_bytes
 from .datasets import IMAGE_EXTENSIONS, Record, ReidDataset, read_image
 from .inference import CPU_MICRO_BATCH, embed_micro_batched, optimize_for_inference
@@ -62,46 +63,28 @@ SUMMARY_KEYS = ("rank1", "rank5", "rank10", "mAP", "mINP", "num_query", "num_gal
 
 
 # ------------------------------------------------------------------------------------------ model / device
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a ``torch.device`` -> ``torch.device``; ``None`` -> CPU.
-
-    A CUDA device that this machine does not have is a ``ValueError`` naming it.
-    """
-    if device is None:
-        return torch.device("cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise ValueError(f"device {device!r}: expected 'cpu', 'cuda', 'cuda:N' or a torch.device") from None
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but CUDA is not available on this machine")
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise ValueError(f"device {device!r} requested but only {torch.cuda.device_count()} CUDA "
-                             "device(s) exist")
-    return resolved
-
-
 def _model_device(model: nn.Module) -> torch.device:
     param = next(model.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
 
 
 def _prepare_model(checkpoint_or_model, device) -> tuple[nn.Module, torch.device]:
-    """A checkpoint path (loaded on CPU) or a model -> ``(model, device)`` with the model on ``device``.
+    """A checkpoint path or a model -> ``(model, device)`` with the model on ``device``.
 
-    ``device=None`` keeps a given model where it is; a checkpoint then goes to the CPU.
+    ``device=None`` keeps a given model where it is; a checkpoint goes to ``device.default_device()`` (the GPU
+    when there is one).
     """
     if isinstance(checkpoint_or_model, (str, os.PathLike)):
         model = load_model(checkpoint_or_model, map_location="cpu")
     elif isinstance(checkpoint_or_model, nn.Module):
-        model = getattr(checkpoint_or_model, "module", checkpoint_or_model)  # unwrap DistributedDataParallel
+        model = unwrap(checkpoint_or_model)
         if not (hasattr(model, "embed") and hasattr(model, "data_config")):
             raise TypeError(f"{type(model).__name__} has no embed() / data_config: expected a robustreid "
                             "ReIDNet")
     else:
         raise TypeError(f"expected a checkpoint path or a ReIDNet, got {type(checkpoint_or_model).__name__}")
-    device = _model_device(model) if device is None else resolve_device(device)
+    keep = device is None and isinstance(checkpoint_or_model, nn.Module)
+    device = _model_device(model) if keep else resolve_device(device)
     return model.to(device), device
 
 
@@ -112,8 +95,8 @@ def _prepare_onnx(path, device):
                          "exported .onnx file, pass its path (export one with robustreid.export.export_onnx)")
     from .export import OnnxEmbedder  # onnxruntime is optional: imported only for this backend
 
-    device = resolve_device(device) if device is not None else torch.device("cpu")
-    return OnnxEmbedder(path, device=device), device
+    embedder = OnnxEmbedder(path, device=device)
+    return embedder, embedder.device
 
 
 @contextlib.contextmanager

@@ -49,6 +49,7 @@ from torch import nn
 
 from .checkpoint import load_model
 from .datasets import ReidDataset, read_image
+from .device import default_device, unwrap
 from .atomicfile import write_bytes
 from .evaluate import FeatureExtractor, extract_features, rank_gallery
 from .inference import CPU_MICRO_BATCH, check_micro_batch, embed_micro_batched
@@ -110,7 +111,7 @@ def _cpu_copy(checkpoint_or_model) -> nn.Module:
         return load_model(checkpoint_or_model, map_location="cpu")
     if not isinstance(checkpoint_or_model, nn.Module):
         raise TypeError(f"expected a checkpoint path or a ReIDNet, got {type(checkpoint_or_model).__name__}")
-    model = getattr(checkpoint_or_model, "module", checkpoint_or_model)  # unwrap DistributedDataParallel
+    model = unwrap(checkpoint_or_model)
     if not (hasattr(model, "embed") and hasattr(model, "data_config") and hasattr(model, "arch")):
         raise TypeError(f"{type(model).__name__} has no embed() / data_config / arch: "
                         "expected a robustreid ReIDNet")
@@ -204,6 +205,13 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- runtime
+def _default_onnx_device(ort) -> torch.device:
+    """The package's device rule (``device.default_device``) for onnxruntime: the GPU when there is one and this
+    onnxruntime has its provider, else the CPU."""
+    gpu = default_device().type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers()
+    return torch.device("cuda" if gpu else "cpu")
+
+
 class OnnxEmbedder:
     """An onnxruntime session over an exported descriptor model: ``embed(images) -> (B, D)`` float32.
 
@@ -226,7 +234,7 @@ class OnnxEmbedder:
         ort = _import("onnxruntime")
         self.path = _check_file(path)
         try:
-            self.device = torch.device("cpu") if device is None else torch.device(device)
+            self.device = _default_onnx_device(ort) if device is None else torch.device(device)
         except (RuntimeError, TypeError):
             raise ValueError(f"device {device!r}: expected 'cpu', 'cuda', 'cuda:N' or a torch.device") from None
         if self.device.type == "cpu":

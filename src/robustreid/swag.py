@@ -56,6 +56,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim import swa_utils
 
+from .device import unwrap
+
 __all__ = ["SWAG", "update_bn", "bma_embed"]
 
 STATE_FORMAT = "robustreid.swag"
@@ -67,8 +69,7 @@ def _is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return getattr(model, "module", model)  # DistributedDataParallel keeps the network in .module
+_unwrap = unwrap
 
 
 def _layout_mismatch(

@@ -40,6 +40,7 @@ from .atomicfile import remove_stale_temp_files, write_text
 from .checkpoint import load_checkpoint, model_from_checkpoint, model_state, save_checkpoint
 from .config import TrainConfig, config_to_dict, apply_overrides
 from .datasets import ReidDataset
+from .device import resolve_device, unwrap
 from .loaders import RandomErasing, build_train_loader
 from .losses import CrossEntropyLabelSmooth, TripletLoss
 from .model import ReIDOutput, build_model
@@ -179,9 +180,7 @@ def _setup_distributed(device: str | None) -> tuple[int, int, torch.device]:
         dist.init_process_group("nccl" if torch.cuda.is_available() and device != "cpu" else "gloo")
     rank = dist.get_rank() if dist.is_initialized() else 0
     world = dist.get_world_size() if dist.is_initialized() else 1
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    dev = resolve_device(device)
     if dev.type == "cuda" and world > 1:
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(dev)
@@ -274,7 +273,7 @@ def train_one_epoch(
 def _evaluate(model: nn.Module, dataset: ReidDataset, cfg: TrainConfig, device: torch.device) -> dict:
     from .evaluate import evaluate
 
-    net = getattr(model, "module", model)
+    net = unwrap(model)
     result = evaluate(net, dataset, batch_size=cfg.data.test_batch_size, num_workers=cfg.data.num_workers, device=device)
     return {k: result[k] for k in ("rank1", "rank5", "rank10", "mAP", "mINP", "num_query", "num_gallery")}
 
