@@ -17,7 +17,7 @@ import torch
 from robustreid.config import LossConfig
 from robustreid.model import build_model, list_models
 from robustreid.profile import count_macs
-from robustreid.train import ReIDCriterion
+from robustreid.losses import ReIDCriterion
 
 
 def train_images_per_second(name: str, batch_size: int, amp: bool, seconds: float, channels_last: bool) -> float:

@@ -43,7 +43,8 @@ from robustreid.loaders import RandomErasing, build_test_loader, build_train_loa
 from robustreid.model import build_model
 from robustreid.schedule import lr_at
 from robustreid.swag import update_bn
-from robustreid.train import ReIDCriterion, fit
+from robustreid.losses import ReIDCriterion
+from robustreid.train import fit
 
 # Each setting: overrides on top of the recipe. "old" is the network as it was before the study (Kaiming
 # fan-out init, ReLU after each FC head's BatchNorm); the others change one or two readings the paper leaves open.

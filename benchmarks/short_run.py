@@ -27,7 +27,7 @@ from robustreid.evaluate import evaluate, metrics_summary
 from robustreid.layers import ShuffleA
 from robustreid.loaders import RandomErasing, build_train_loader
 from robustreid.model import build_model
-from robustreid.train import ReIDCriterion
+from robustreid.losses import ReIDCriterion
 
 
 def reinit(model: nn.Module, init: str | None) -> None:

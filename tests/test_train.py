@@ -16,7 +16,8 @@ from robustreid.cli import main
 from robustreid.config import apply_overrides, config_to_dict, preset
 from robustreid.datasets import load_dataset
 from robustreid.synthetic import write_market1501
-from robustreid.train import ReIDCriterion, TrainingDiverged, fit
+from robustreid.losses import ReIDCriterion
+from robustreid.train import TrainingDiverged, fit
 
 TINY = {
     "data": {"batch_p": 4, "batch_k": 2, "num_workers": 0, "test_batch_size": 32},

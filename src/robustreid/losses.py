@@ -36,11 +36,16 @@ Conventions (documented choices, not stated in the paper):
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["MININGS", "CrossEntropyLabelSmooth", "TripletLoss", "triplet_loss"]
+if TYPE_CHECKING:
+    from .model import ReIDOutput
+
+__all__ = ["MININGS", "CrossEntropyLabelSmooth", "TripletLoss", "triplet_loss", "ReIDCriterion"]
 
 MININGS = ("batch_soft", "batch_hard", "batch_all")
 
@@ -202,3 +207,23 @@ class TripletLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"mining={self.mining!r}, margin={self.margin}"
+
+
+class ReIDCriterion(nn.Module):
+    """The training objective: ID loss on each branch's logits + triplet loss on each branch's feature."""
+
+    def __init__(self, loss_cfg, num_classes: int):
+        super().__init__()
+        self.id_loss = CrossEntropyLabelSmooth(num_classes, loss_cfg.label_smoothing) if loss_cfg.id_loss else None
+        self.triplet = TripletLoss(loss_cfg.triplet_mining, loss_cfg.triplet_margin) if loss_cfg.triplet else None
+
+    def forward(self, out: ReIDOutput, pids: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        feats = [f for f in (out.global_feat, out.local_feat) if f is not None]
+        logits = [z for z in (out.global_logits, out.local_logits) if z is not None]
+        parts: dict[str, torch.Tensor] = {}
+        if self.id_loss is not None:
+            parts["id_loss"] = sum(self.id_loss(z.float(), pids) for z in logits)
+        if self.triplet is not None:
+            parts["triplet_loss"] = sum(self.triplet(f.float(), pids) for f in feats)
+        total = sum(parts.values())
+        return total, {k: float(v.detach()) for k, v in parts.items()}

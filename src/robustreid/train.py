@@ -42,11 +42,11 @@ from .config import TrainConfig, config_to_dict, apply_overrides
 from .datasets import ReidDataset
 from .device import resolve_device, unwrap
 from .loaders import RandomErasing, build_train_loader
-from .losses import CrossEntropyLabelSmooth, TripletLoss
-from .model import ReIDOutput, build_model
+from .losses import ReIDCriterion
+from .model import build_model
 from .schedule import lr_at, swag_cycle_end
 
-__all__ = ["TrainingDiverged", "ReIDCriterion", "scale_invariant_layers", "balance_init", "train_one_epoch", "fit",
+__all__ = ["TrainingDiverged", "scale_invariant_layers", "balance_init", "train_one_epoch", "fit",
            "config_from_checkpoint"]
 
 
@@ -60,26 +60,6 @@ def _check_finite(model: nn.Module, epoch: int) -> None:
         if p.is_floating_point() and not torch.isfinite(p).all():
             raise TrainingDiverged(f"{name} holds NaN or infinite values after epoch {epoch}; "
                                    f"not saved, the last checkpoint is the previous epoch's")
-
-
-class ReIDCriterion(nn.Module):
-    """The training objective: ID loss on each branch's logits + triplet loss on each branch's feature."""
-
-    def __init__(self, loss_cfg, num_classes: int):
-        super().__init__()
-        self.id_loss = CrossEntropyLabelSmooth(num_classes, loss_cfg.label_smoothing) if loss_cfg.id_loss else None
-        self.triplet = TripletLoss(loss_cfg.triplet_mining, loss_cfg.triplet_margin) if loss_cfg.triplet else None
-
-    def forward(self, out: ReIDOutput, pids: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        feats = [f for f in (out.global_feat, out.local_feat) if f is not None]
-        logits = [z for z in (out.global_logits, out.local_logits) if z is not None]
-        parts: dict[str, torch.Tensor] = {}
-        if self.id_loss is not None:
-            parts["id_loss"] = sum(self.id_loss(z.float(), pids) for z in logits)
-        if self.triplet is not None:
-            parts["triplet_loss"] = sum(self.triplet(f.float(), pids) for f in feats)
-        total = sum(parts.values())
-        return total, {k: float(v.detach()) for k, v in parts.items()}
 
 
 # ---- init: relative updates balanced across layers -----------------------------------------------------------
