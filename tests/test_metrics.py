@@ -116,6 +116,20 @@ def test_queries_with_a_match_agrees_with_evaluate_rank():
     assert metrics.queries_with_a_match(q_pids, g_pids, q_cams, g_cams) == slow
 
 
+def test_score_reports_evaluate_features_in_percent():
+    rng = np.random.default_rng(1)
+    q, g = rng.normal(size=(6, 8)), rng.normal(size=(9, 8))
+    q_pids, g_pids = np.array([0, 1, 2, 0, 1, 2]), np.array([0, 1, 2, 0, 1, 2, 3, 3, -1])
+    q_cams, g_cams = np.zeros(6, dtype=int), np.ones(9, dtype=int)
+    cmc, mean_ap, mean_inp = evaluate_features(q, g, q_pids, g_pids, q_cams, g_cams, max_rank=9, return_minp=True)
+    out = metrics.score(q, g, q_pids, g_pids, q_cams, g_cams)  # max_rank 50 > 9 gallery entries: the CMC is 9 long
+    assert set(metrics.SUMMARY_KEYS) | {"cmc"} == set(out)
+    assert out["cmc"] == pytest.approx(100 * cmc) and len(out["cmc"]) == 9
+    assert (out["rank1"], out["rank5"], out["rank10"]) == pytest.approx((100 * cmc[0], 100 * cmc[4], 100 * cmc[8]))
+    assert (out["mAP"], out["mINP"]) == pytest.approx((100 * mean_ap, 100 * mean_inp))
+    assert (out["num_query"], out["num_gallery"]) == (6, 9)
+
+
 def test_ties_are_pessimistic():
     # Match and non-match both at distance 1: the match ranks second.
     cmc, mean_ap, minp = evaluate_rank([[1.0, 1.0]], [1], [1, 2], [0], [1, 1], max_rank=2, return_minp=True)

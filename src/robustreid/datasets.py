@@ -42,6 +42,7 @@ __all__ = [
     "ReidDataset",
     "check_images",
     "load_dataset",
+    "labels",
     "read_image",
     "union",
 ]
@@ -369,6 +370,12 @@ def load_dataset(
             raise ValueError(f"unknown dataset '{dataset_name}': expected one of {', '.join(DATASET_NAMES)}")
         datasets.append(reader(dataset_root))
     return union(datasets)
+
+
+def labels(records: Sequence[Record]) -> tuple[np.ndarray, np.ndarray]:
+    """``(pids, camids)`` of ``records`` as int64 arrays, the label arrays the metrics take."""
+    return (np.array([r.pid for r in records], dtype=np.int64).reshape(-1),
+            np.array([r.camid for r in records], dtype=np.int64).reshape(-1))
 
 
 def read_image(img_path: str | os.PathLike) -> Image.Image:

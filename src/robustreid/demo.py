@@ -21,18 +21,17 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .amp import native_bf16
 from .atomicfile import write_text
 from .config import apply_overrides, preset
-from .datasets import load_dataset
+from .datasets import labels, load_dataset
 from .device import resolve_device
 from .evaluate import evaluate, metrics_summary
 from .histogram import histogram_features
 from .loaders import build_test_loader
-from .metrics import evaluate_features
+from .metrics import SUMMARY_KEYS, score
 from .model import build_model
 from .swag import update_bn
 from .synthetic import write_market1501
@@ -65,13 +64,12 @@ def demo_config(epochs: int = 3, amp: bool = False, seed: int = 0, preset_name: 
 
 
 def histogram_baseline(dataset) -> dict:
-    """Rank-1 / mAP (percent) of the colour-histogram matcher on ``dataset``'s query / gallery."""
-    q = histogram_features(dataset.query)
-    g = histogram_features(dataset.gallery)
-    q_pids, g_pids = np.array([r.pid for r in dataset.query]), np.array([r.pid for r in dataset.gallery])
-    q_cams, g_cams = np.array([r.camid for r in dataset.query]), np.array([r.camid for r in dataset.gallery])
-    cmc, mAP = evaluate_features(torch.from_numpy(q), torch.from_numpy(g), q_pids, g_pids, q_cams, g_cams)
-    return {"rank1": 100 * float(cmc[0]), "rank5": 100 * float(cmc[4]), "mAP": 100 * float(mAP)}
+    """Rank-1 / rank-5 / mAP ... (percent, ``metrics.SUMMARY_KEYS``) of the colour-histogram matcher on
+    ``dataset``'s query / gallery."""
+    q = torch.from_numpy(histogram_features(dataset.query))
+    g = torch.from_numpy(histogram_features(dataset.gallery))
+    (q_pids, q_cams), (g_pids, g_cams) = labels(dataset.query), labels(dataset.gallery)
+    return {key: value for key, value in score(q, g, q_pids, g_pids, q_cams, g_cams).items() if key in SUMMARY_KEYS}
 
 
 def _row(name: str, m: dict) -> str:

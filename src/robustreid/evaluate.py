@@ -40,7 +40,7 @@ from .atomicfile import write_bytes
 from .datasets import IMAGE_EXTENSIONS, Record, ReidDataset, read_image
 from .inference import CPU_MICRO_BATCH, embed_micro_batched, optimize_for_inference
 from .loaders import TestTransform, build_test_loader
-from .metrics import METRICS, compute_distmat, evaluate_features
+from .metrics import METRICS, SUMMARY_KEYS, compute_distmat, score
 
 __all__ = [
     "BACKENDS",
@@ -58,8 +58,6 @@ __all__ = [
 
 BACKENDS = ("torch", "onnxruntime")
 
-# The scalar results printed by ``robustreid eval --json`` (accuracies in percent).
-SUMMARY_KEYS = ("rank1", "rank5", "rank10", "mAP", "mINP", "num_query", "num_gallery")
 
 
 # ------------------------------------------------------------------------------------------ model / device
@@ -353,12 +351,9 @@ def evaluate(model, dataset: ReidDataset, *, metric: str = "euclidean", batch_si
     model, device = _prepare_model(model, device)
     q_feats, q_pids, q_camids = extract_features(model, dataset.query, batch_size, num_workers, device, amp)
     g_feats, g_pids, g_camids = extract_features(model, dataset.gallery, batch_size, num_workers, device, amp)
-    num_query, num_gallery = len(q_pids), len(g_pids)
+    num_query = len(q_pids)
     q_dev, g_dev = q_feats.to(device), g_feats.to(device)
-    cmc, mean_ap, mean_inp = evaluate_features(q_dev, g_dev, q_pids, g_pids, q_camids, g_camids,
-                                               metric=metric, max_rank=min(max_rank, num_gallery),
-                                               return_minp=True)
-    cmc = [100.0 * float(v) for v in cmc]
+    scores = score(q_dev, g_dev, q_pids, g_pids, q_camids, g_camids, metric=metric, max_rank=max_rank)
 
     sampled = _sample_queries(num_query, num_samples)
     ranked = []
@@ -378,17 +373,11 @@ def evaluate(model, dataset: ReidDataset, *, metric: str = "euclidean", batch_si
                 "g_camids": [int(g_camids[i]) for i in g_index],
             })
     return {
-        "rank1": cmc[0],
-        "rank5": cmc[min(5, len(cmc)) - 1],
-        "rank10": cmc[min(10, len(cmc)) - 1],
-        "mAP": 100.0 * mean_ap,
-        "mINP": 100.0 * mean_inp,
-        "num_query": num_query,
-        "num_gallery": num_gallery,
+        **{key: scores[key] for key in SUMMARY_KEYS},
         "dataset": dataset.name,
         "metric": metric,
         "feature_dim": int(q_feats.shape[1]),
-        "cmc": cmc,
+        "cmc": scores["cmc"],
         "ranked": ranked,
     }
 

@@ -49,12 +49,13 @@ from torch import nn
 
 from .checkpoint import load_model
 from .datasets import ReidDataset, read_image
+from .datasets import labels as split_labels
 from .device import default_device, unwrap
 from .atomicfile import write_bytes
 from .evaluate import FeatureExtractor, extract_features, rank_gallery
 from .inference import CPU_MICRO_BATCH, check_micro_batch, embed_micro_batched
 from .loaders import TestTransform
-from .metrics import compute_distmat, evaluate_features
+from .metrics import compute_distmat, score
 from .model import MODELS, Architecture
 from .synthetic import derive_rng, render_crop, sample_camera, sample_identity
 
@@ -483,17 +484,14 @@ def onnx_parity(reference, candidate, dataset: ReidDataset, *, topk: int = 10, b
         raise ValueError(f"topk={topk!r}: expected an integer >= 1")
     if not (isinstance(tie_tol, (int, float)) and tie_tol >= 0):
         raise ValueError(f"tie_tol={tie_tol!r}: expected a number >= 0")
-    labels = tuple(np.array([getattr(r, key) for r in records], dtype=np.int64)
-                   for key, records in (("pid", dataset.query), ("pid", dataset.gallery),
-                                        ("camid", dataset.query), ("camid", dataset.gallery)))
-    q_pids, g_pids, q_camids, g_camids = labels
+    (q_pids, q_camids), (g_pids, g_camids) = split_labels(dataset.query), split_labels(dataset.gallery)
+    labels = (q_pids, g_pids, q_camids, g_camids)
     results, feats = {}, {}
     for role, source in (("reference", reference), ("candidate", candidate)):
         feats[role] = tuple(_features(source, split, batch_size)
                             for split in (dataset.query, dataset.gallery))
-        cmc, mean_ap = evaluate_features(*feats[role], q_pids, g_pids, q_camids, g_camids,
-                                         max_rank=min(topk, len(g_pids)))
-        results[role] = {"rank1": 100.0 * float(cmc[0]), "mAP": 100.0 * float(mean_ap)}
+        scores = score(*feats[role], q_pids, g_pids, q_camids, g_camids, max_rank=topk)
+        results[role] = {"rank1": scores["rank1"], "mAP": scores["mAP"]}
     rankings = _compare_rankings(feats["reference"], feats["candidate"], labels, topk, float(tie_tol))
     ref_all, cand_all = torch.cat(feats["reference"]), torch.cat(feats["candidate"])
     return {

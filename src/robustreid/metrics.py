@@ -39,9 +39,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["METRICS", "compute_distmat", "evaluate_rank", "evaluate_features", "queries_with_a_match"]
+__all__ = ["METRICS", "SUMMARY_KEYS", "compute_distmat", "evaluate_rank", "evaluate_features", "score",
+           "queries_with_a_match"]
 
 METRICS = ("euclidean", "cosine")
+
+# The scalar results of a scoring (accuracies in percent): what ``robustreid eval --json`` prints.
+SUMMARY_KEYS = ("rank1", "rank5", "rank10", "mAP", "mINP", "num_query", "num_gallery")
 
 # Default size of one chunk of query-gallery distances in evaluate_features / compute_distmat.
 _CHUNK_BYTES = 128 * 2**20
@@ -382,3 +386,16 @@ def evaluate_features(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids, metr
             stop = min(start + chunk_size, num_q)
             acc.add(_distance_rows(q[start:stop], g, g_sqnorm, metric, out=buffer[: stop - start]), start)
         return acc.result(max_rank, return_minp)
+
+
+def score(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids, metric="euclidean", max_rank=50) -> dict:
+    """``evaluate_features`` as the package reports it: ``SUMMARY_KEYS`` (rank-k, mAP and mINP in percent;
+    rank-k beyond the gallery size is the last CMC value) plus ``cmc`` in percent, ``min(max_rank, gallery)``
+    long. The one place where features and labels become the reported numbers."""
+    num_gallery = len(g_pids)
+    cmc, mean_ap, mean_inp = evaluate_features(q_feats, g_feats, q_pids, g_pids, q_camids, g_camids, metric=metric,
+                                               max_rank=min(max_rank, num_gallery), return_minp=True)
+    cmc = [100.0 * float(v) for v in cmc]
+    return {"rank1": cmc[0], "rank5": cmc[min(5, len(cmc)) - 1], "rank10": cmc[min(10, len(cmc)) - 1],
+            "mAP": 100.0 * float(mean_ap), "mINP": 100.0 * float(mean_inp), "num_query": len(q_pids),
+            "num_gallery": num_gallery, "cmc": cmc}

@@ -33,7 +33,7 @@ from PIL import Image
 
 from .atomicfile import write_bytes
 from .datasets import ReidDataset, read_image
-from .evaluate import SUMMARY_KEYS
+from .metrics import SUMMARY_KEYS
 
 __all__ = ["plot_cmc", "plot_ranked", "plot_training", "read_training_log", "write_report"]
 

@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -492,7 +491,8 @@ def fit(
 def _bma(model, swag, dataset, cfg, dev, bn_loader) -> dict:
     """Bayesian model averaging (SWAG, Section 3.1): mean of the S sampled models' unit descriptors."""
     from .evaluate import extract_features
-    from .metrics import evaluate_features
+    from .datasets import labels
+    from .metrics import SUMMARY_KEYS, score
     from .swag import bma_embed
 
     def extract(m):
@@ -503,10 +503,6 @@ def _bma(model, swag, dataset, cfg, dev, bn_loader) -> dict:
     feats = bma_embed(model, swag, extract, num_samples=cfg.swag_bma_samples, bn_batches=bn_loader,
                       scale=cfg.swag_scale, seed=cfg.seed, device=dev)
     nq = len(dataset.query)
-    q_pids = np.array([r.pid for r in dataset.query])
-    g_pids = np.array([r.pid for r in dataset.gallery])
-    q_cams = np.array([r.camid for r in dataset.query])
-    g_cams = np.array([r.camid for r in dataset.gallery])
-    cmc, mAP = evaluate_features(feats[:nq], feats[nq:], q_pids, g_pids, q_cams, g_cams)
-    return {"rank1": 100 * float(cmc[0]), "rank5": 100 * float(cmc[4]), "mAP": 100 * float(mAP),
-            "samples": cfg.swag_bma_samples, "scale": cfg.swag_scale}
+    (q_pids, q_cams), (g_pids, g_cams) = labels(dataset.query), labels(dataset.gallery)
+    scores = score(feats[:nq], feats[nq:], q_pids, g_pids, q_cams, g_cams)
+    return {**{key: scores[key] for key in SUMMARY_KEYS}, "samples": cfg.swag_bma_samples, "scale": cfg.swag_scale}
