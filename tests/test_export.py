@@ -20,6 +20,7 @@ from robustreid.export import (  # noqa: E402
     quantize_onnx,
     read_onnx_metadata,
 )
+from robustreid.inference import CPU_MICRO_BATCH  # noqa: E402
 from robustreid.loaders import TestTransform  # noqa: E402
 from robustreid.model import Architecture, build_model  # noqa: E402
 from robustreid.synthetic import write_market1501  # noqa: E402
@@ -129,7 +130,7 @@ def test_export_matches_torch_with_dynamic_batch(name, market, tmp_path):
 
     whole, whole_calls = spied(None)
     expected = whole.embed(x)
-    assert whole_calls == [11] and embedder.micro_batch == export.CPU_MICRO_BATCH == 8
+    assert whole_calls == [11] and embedder.micro_batch == CPU_MICRO_BATCH == 8
     torch.testing.assert_close(embedder.embed(x), expected, atol=1e-6, rtol=0)
     fives, five_calls = spied(5)
     torch.testing.assert_close(fives.embed(x), expected, atol=1e-6, rtol=0)

@@ -7,7 +7,7 @@ The paper reports rank-1 accuracy and mAP on Market1501 and DukeMTMC-reID (Table
 * ``FeatureExtractor``: images (paths, PIL images, HxWx3 uint8 RGB arrays) -> ``(N, D)`` CPU float tensor,
   preprocessed exactly as at test time in training (``loaders.TestTransform`` on the model's own
   ``data_config``), batched, in eval mode, without gradients. ``backend="onnxruntime"`` runs an ``.onnx``
-  export instead (``export.OnnxEmbedder``; data config from the file's metadata), same inputs and outputs.
+  export instead (``onnx_backend.OnnxEmbedder``; data config from the file's metadata), same inputs and outputs.
 * ``extract_features``: dataset records -> ``(feats, pids, camids)`` through ``loaders.build_test_loader``.
 * ``evaluate``: a dataset's query / gallery split -> rank-1/5/10, mAP, mINP (percent, as papers report
   them) plus the CMC curve and the ranked gallery lists of a few sampled queries for ``report.py``. The
@@ -87,11 +87,11 @@ def _prepare_model(checkpoint_or_model, device) -> tuple[nn.Module, torch.device
 
 
 def _prepare_onnx(path, device):
-    """An ``.onnx`` path -> ``(export.OnnxEmbedder, device)``; anything else is a clear error."""
+    """An ``.onnx`` path -> ``(onnx_backend.OnnxEmbedder, device)``; anything else is a clear error."""
     if not isinstance(path, (str, os.PathLike)):
         raise ValueError(f"backend 'onnxruntime' is not available for a {type(path).__name__}: it runs an "
                          "exported .onnx file, pass its path (export one with robustreid.export.export_onnx)")
-    from .export import OnnxEmbedder  # onnxruntime is optional: imported only for this backend
+    from .onnx_backend import OnnxEmbedder  # onnxruntime is optional: imported only for this backend
 
     embedder = OnnxEmbedder(path, device=device)
     return embedder, embedder.device
@@ -198,7 +198,7 @@ class FeatureExtractor:
         batch_size: images per forward pass.
         num_workers: DataLoader worker processes decoding the images (0: in this process).
         backend: ``"torch"`` (default) or ``"onnxruntime"`` (an onnxruntime session with
-            ``torch.get_num_threads()`` intra-op threads; ``self.model`` is then an ``export.OnnxEmbedder``).
+            ``torch.get_num_threads()`` intra-op threads; ``self.model`` is then an ``onnx_backend.OnnxEmbedder``).
         optimize: torch backend on a CPU: run a copy of the model made here, with BatchNorm folded into the
             convolutions, channels_last, on micro-batches of ``inference.CPU_MICRO_BATCH`` images (same
             descriptors up to float rounding, 2-3x faster). The copy is a snapshot: pass ``False`` to follow a
