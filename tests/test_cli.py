@@ -130,3 +130,15 @@ def test_output_paths_are_checked_before_any_work(tmp_path, capsys, monkeypatch)
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert said in err and len(err.strip().splitlines()) == 1, (argv, err)
+
+
+def test_track_eval_without_the_tracking_extra_names_it(tmp_path, capsys, monkeypatch):
+    import sys
+
+    gt = tmp_path / "gt.txt"
+    gt.write_text("1,1,10,10,20,40,1,1,1\n")
+    monkeypatch.setitem(sys.modules, "trackeval", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "trackeval.metrics", None)
+    assert main(["track-eval", "--gt", str(gt), "--results", str(gt)]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'robustreid[tracking]'" in err and len(err.strip().splitlines()) == 1, err

@@ -338,58 +338,24 @@ def fit(
     show_progress = show_progress and main_process
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-
     if check_images:
         _check_dataset_images(dataset, log if show_progress else None)
     if cfg.eval_every_epochs or final_eval or cfg.schedule.swag_cycles:
         _check_evaluable(dataset)
 
     # 1. set up
-    torch.manual_seed(cfg.seed)
-    num_classes = dataset.num_train_pids
-    model = build_model(cfg.model, num_classes, **cfg.model_options()).to(dev)
-    loader = build_train_loader(
-        dataset.train,
-        model.data_config,
-        batch_p=cfg.data.batch_p,
-        batch_k=cfg.data.batch_k,
-        num_workers=cfg.data.num_workers,
-        seed=cfg.seed,
-        num_replicas=world,
-        rank=rank,
-        erasing=RandomErasing(probability=cfg.data.random_erasing),
-        pad=cfg.data.pad,
-    )
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=lr_at(0, cfg.schedule),
-        momentum=cfg.optim.momentum,
-        weight_decay=cfg.optim.weight_decay,
-        nesterov=cfg.optim.nesterov,
-    )
-    criterion = ReIDCriterion(cfg.loss, num_classes)
-    scaler = torch.amp.GradScaler(dev.type) if cfg.amp and needs_grad_scaler(dev) else None
+    model, loader, optimizer, criterion, scaler = _setup(cfg, dataset, dev, rank, world)
     swag = None
     start_epoch, best_map, history = 0, -1.0, []
 
     # 2. resume / initialise
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
     if resume:
-        state = load_checkpoint(last_path, map_location="cpu")
-        saved_cfg = config_from_checkpoint(state)
-        if saved_cfg != cfg:
-            raise ValueError(f"{last_path} was trained with another config; resume with the config stored in it")
-        model.load_state_dict(model_from_checkpoint(state, num_classes=num_classes, arch=model.arch).state_dict())
-        optimizer.load_state_dict(state["optimizer"])
-        if scaler is not None and state.get("grad_scaler"):
-            scaler.load_state_dict(state["grad_scaler"])
-        start_epoch, best_map, history = state["epoch"], state["best_mAP"], list(state["history"])
-        if state.get("swag") is not None:
-            swag = _make_swag(model, cfg)
-            swag.load_state_dict(state["swag"])
+        start_epoch, best_map, history, swag = _restore(last_path, cfg, model, optimizer, scaler)
         log(f"resumed {last_path} at epoch {start_epoch}")
     elif init_checkpoint is not None:
-        model.load_state_dict(model_from_checkpoint(init_checkpoint, num_classes=num_classes, arch=model.arch).state_dict())
+        model.load_state_dict(model_from_checkpoint(init_checkpoint, num_classes=model.num_classes,
+                                                    arch=model.arch).state_dict())
         start_epoch = cfg.schedule.epochs
     elif cfg.init_relative_update:  # a fresh run: balance the layers' relative updates on the first batch
         loader.sampler.set_epoch(0)
@@ -399,35 +365,21 @@ def fit(
                      cfg.init_relative_update)
     if cfg.schedule.swag_cycles and swag is None:
         swag = _make_swag(model, cfg)
-
     net = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    logger = _Log(out_dir, main_process)
-    if main_process:
-        remove_stale_temp_files(out_dir)  # half-written checkpoints of a killed run
-        write_text(out_dir / "config.json", json.dumps(config_to_dict(cfg), indent=2))  # the resolved recipe
-    if resume and main_process:
-        # the log is the checkpoint's history: lines written after its save (a kill in between) go
-        logger.rewrite(history)
-    if init_checkpoint is not None and not resume and main_process:
-        # the model the stage starts from, for the Table 3 comparison (before / SWA / SWAG)
+    logger = _open_run_folder(out_dir, main_process, cfg, history)
+    if main_process and init_checkpoint is not None and not resume:
+        # the model the stage starts from (Table 3: before / SWA / SWAG)
         record = {"kind": "eval", "stage": "start", "epoch": start_epoch - 1, **_evaluate(model, dataset, cfg, dev)}
         history.append(record)
         logger.write(record)
 
     def checkpoint(epoch_done: int) -> dict:
-        return {
-            **model_state(model),
-            "optimizer": optimizer.state_dict(),
-            "grad_scaler": None if scaler is None else scaler.state_dict(),
-            "epoch": epoch_done,
-            "best_mAP": best_map,
-            "history": history,
-            "config": config_to_dict(cfg),
-            "swag": None if swag is None else swag.state_dict(),
-            "versions": _versions(),
-        }
+        return {**model_state(model), "optimizer": optimizer.state_dict(),
+                "grad_scaler": None if scaler is None else scaler.state_dict(), "epoch": epoch_done,
+                "best_mAP": best_map, "history": history, "config": config_to_dict(cfg),
+                "swag": None if swag is None else swag.state_dict(), "versions": _versions()}
 
     # 3 + 4. the main stage, then the SWAG cycles
     total = cfg.schedule.total_epochs
@@ -457,35 +409,86 @@ def fit(
             logger.write(eval_record)
             log(f"epoch {epoch}: rank-1 {metrics['rank1']:.1f} mAP {metrics['mAP']:.1f}")
 
-    # 5. the end
+    # 5. the end: the last iterate's scores, then (with SWAG) the averaged model's
     summary: dict = {"epochs": total, "config": config_to_dict(cfg), "versions": _versions()}
     if main_process:
         if final_eval or (swag is not None and swag.n_models):
             summary["final"] = _evaluate(model, dataset, cfg, dev)
         if swag is not None and swag.n_models:
-            from .swag import update_bn
-
-            last_sgd = summary["final"]
-            # BN statistics from the training pipeline itself (PK batches, the train augmentation), as in SWA
-            # (Izmailov et al.; torch.optim.swa_utils.update_bn(train_loader, ...)): the layers after each BN were
-            # trained on activations normalised with the augmented data's statistics. Refreshing with the test
-            # transform instead moved the stem BN mean from 75 to 22 and cut rank-1 from 45.6 to 20.8 on the
-            # synthetic set (README, SWAG section).
-            bn_loader = loader
-            swag.mean_into(model)
-            update_bn(model, bn_loader, device=dev)
-            start = [r for r in history if r.get("stage") == "start"]
-            if start:
-                summary["start"] = {k: v for k, v in start[0].items() if k not in ("kind", "stage", "epoch")}
-            summary["sgd_last"] = last_sgd  # the last SGD iterate of the cycles (no averaging)
-            summary["swa_mean"] = summary["final"] = _evaluate(model, dataset, cfg, dev)
-            if cfg.swag_bma_samples:
-                summary["bma"] = _bma(model, swag, dataset, cfg, dev, bn_loader)
+            summary.update(_swag_finish(model, swag, loader, dataset, cfg, dev, history, summary["final"]))
             save_checkpoint(checkpoint(total), out_dir / "swa.pt")
         write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
     if dist.is_initialized():
         dist.barrier()
     return summary
+
+
+def _open_run_folder(out_dir: Path, main_process: bool, cfg: TrainConfig, history: list) -> "_Log":
+    """Clear killed writers' temporary files, write ``config.json``, and open ``metrics.jsonl`` rewritten from
+    ``history`` (a resumed run's log is its checkpoint's history: lines written after that save go)."""
+    logger = _Log(out_dir, main_process)
+    if main_process:
+        remove_stale_temp_files(out_dir)
+        write_text(out_dir / "config.json", json.dumps(config_to_dict(cfg), indent=2))  # the resolved recipe
+        if history:
+            logger.rewrite(history)
+    return logger
+
+
+def _setup(cfg: TrainConfig, dataset: ReidDataset, dev: torch.device, rank: int, world: int) -> tuple:
+    """The network (seeded), the PK loader (this rank's share), SGD, the losses and (fp16 only) a grad scaler."""
+    torch.manual_seed(cfg.seed)
+    num_classes = dataset.num_train_pids
+    model = build_model(cfg.model, num_classes, **cfg.model_options()).to(dev)
+    loader = build_train_loader(
+        dataset.train, model.data_config, batch_p=cfg.data.batch_p, batch_k=cfg.data.batch_k,
+        num_workers=cfg.data.num_workers, seed=cfg.seed, num_replicas=world, rank=rank,
+        erasing=RandomErasing(probability=cfg.data.random_erasing), pad=cfg.data.pad,
+    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr_at(0, cfg.schedule), momentum=cfg.optim.momentum,
+                                weight_decay=cfg.optim.weight_decay, nesterov=cfg.optim.nesterov)
+    criterion = ReIDCriterion(cfg.loss, num_classes)
+    scaler = torch.amp.GradScaler(dev.type) if cfg.amp and needs_grad_scaler(dev) else None
+    return model, loader, optimizer, criterion, scaler
+
+
+def _restore(last_path: Path, cfg: TrainConfig, model: nn.Module, optimizer, scaler) -> tuple:
+    """Load ``last_path`` into the model, optimizer and grad scaler (same config required); returns
+    ``(start_epoch, best_mAP, history, swag or None)``."""
+    state = load_checkpoint(last_path, map_location="cpu")
+    if config_from_checkpoint(state) != cfg:
+        raise ValueError(f"{last_path} was trained with another config; resume with the config stored in it")
+    model.load_state_dict(model_from_checkpoint(state, num_classes=model.num_classes, arch=model.arch).state_dict())
+    optimizer.load_state_dict(state["optimizer"])
+    if scaler is not None and state.get("grad_scaler"):
+        scaler.load_state_dict(state["grad_scaler"])
+    swag = None
+    if state.get("swag") is not None:
+        swag = _make_swag(model, cfg)
+        swag.load_state_dict(state["swag"])
+    return state["epoch"], state["best_mAP"], list(state["history"]), swag
+
+
+def _swag_finish(model, swag, loader, dataset, cfg, dev, history, last_sgd: dict) -> dict:
+    """The SWA mean put into ``model`` (BatchNorm refreshed) and scored, then the SWAG BMA: summary entries."""
+    from .swag import update_bn
+
+    # BN statistics from the training pipeline itself (PK batches, the train augmentation), as in SWA
+    # (Izmailov et al.; torch.optim.swa_utils.update_bn(train_loader, ...)): the layers after each BN were
+    # trained on activations normalised with the augmented data's statistics. Refreshing with the test
+    # transform instead moved the stem BN mean from 75 to 22 and cut rank-1 from 45.6 to 20.8 on the
+    # synthetic set (README, SWAG section).
+    swag.mean_into(model)
+    update_bn(model, loader, device=dev)
+    out: dict = {}
+    start = [r for r in history if r.get("stage") == "start"]
+    if start:
+        out["start"] = {k: v for k, v in start[0].items() if k not in ("kind", "stage", "epoch")}
+    out["sgd_last"] = last_sgd  # the last SGD iterate of the cycles (no averaging)
+    out["swa_mean"] = out["final"] = _evaluate(model, dataset, cfg, dev)
+    if cfg.swag_bma_samples:
+        out["bma"] = _bma(model, swag, dataset, cfg, dev, loader)
+    return out
 
 
 def _bma(model, swag, dataset, cfg, dev, bn_loader) -> dict:

@@ -211,9 +211,9 @@ def evaluate_mot(gt, results, num_frames: int | None = None, preprocess: bool = 
     """
     try:
         from trackeval.metrics import CLEAR, HOTA, Identity
-    except ImportError as err:  # pragma: no cover - depends on the environment
-        raise ImportError("tracking metrics need the 'trackeval' package "
-                          "(pip install trackeval==1.3.0)") from err
+    except ImportError as err:  # depends on the environment; the CLI names the extra that installs it
+        raise ModuleNotFoundError("tracking metrics need the 'trackeval' package: "
+                                  "pip install 'robustreid[tracking]'", name="trackeval") from err
     data = mot_eval_data(gt, results, num_frames, preprocess)
     clear = CLEAR({"THRESHOLD": 0.5, "PRINT_CONFIG": False}).eval_sequence(data)
     ident = Identity({"THRESHOLD": 0.5, "PRINT_CONFIG": False}).eval_sequence(data)
