@@ -131,21 +131,6 @@ class Architecture:
         if self.feat_dim <= 0 or self.num_regions <= 0:
             raise ValueError(f"feat_dim and num_regions must be positive, got {self.feat_dim}, {self.num_regions}")
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """New identity classifiers for ``num_classes`` identities (0: none), initialised as at construction;
-        the backbone and heads keep their weights (fine-tuning a trained network on another dataset)."""
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0 (0 = no identity classifiers), got {num_classes}")
-        arch = self.arch
-        n_branches = 2 if arch.local_branch else 1
-        device = next(self.parameters()).device
-        self.num_classes = num_classes
-        self.classifiers = nn.ModuleList(
-            nn.Linear(arch.feat_dim, num_classes, bias=arch.classifier_bias, device=device)
-            for _ in range(n_branches if num_classes else 0)
-        )
-        self._init_classifiers()
-
     @property
     def feature_dim(self) -> int:
         """Length of the test descriptor: global (+ local) head dimension."""
