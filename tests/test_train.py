@@ -46,7 +46,6 @@ def test_fit_end_to_end(tiny_dataset, tmp_path, capsys):
     cfg = tiny_cfg(eval_every_epochs=1)
     summary = fit(cfg, tiny_dataset, tmp_path, show_progress=False, log=lambda s: None)
     assert set(summary["final"]) >= {"rank1", "mAP", "mINP", "num_query", "num_gallery"}
-    assert 0 <= summary["final"]["rank1"] <= 100
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     train = [x for x in lines if x["kind"] == "train"]
     assert [x["epoch"] for x in train] == [0, 1, 2]
@@ -61,8 +60,12 @@ def test_fit_end_to_end(tiny_dataset, tmp_path, capsys):
     model = load_model(tmp_path / "best.pt")
     assert model.num_classes == tiny_dataset.num_train_pids
 
-    # `robustreid eval` reports what evaluate() computes; --amp runs the network under bf16 autocast
+    # the closing evaluation is of the last weights: evaluate() on last.pt gives the same numbers
     from robustreid.evaluate import evaluate, metrics_summary
+
+    expected = metrics_summary(evaluate(tmp_path / "last.pt", tiny_dataset, num_workers=0))
+    assert {k: summary["final"][k] for k in expected} == pytest.approx(expected)
+    # `robustreid eval` reports what evaluate() computes; --amp runs the network under bf16 autocast
 
     for flags, amp in (([], False), (["--amp"], True)):
         assert main(["eval", "--checkpoint", str(tmp_path / "best.pt"), "--dataset", "market1501",
