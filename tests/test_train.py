@@ -228,7 +228,7 @@ def test_cli_train_protects_an_existing_run(tiny_root, tmp_path, capsys):
         assert said in err and len(err.strip().splitlines()) == 1, err
         assert {f.name: f.read_bytes() for f in run.iterdir()} == before  # nothing touched
 
-    refused(common + ["--out", str(run)], "already holds a run (last.pt, metrics.jsonl, dataset.json)")
+    refused(common + ["--out", str(run)], "already holds a run (last.pt, metrics.jsonl)")
     refused(["train", "--resume", str(run), "--epochs", "5"], "--epochs cannot change it")
     refused(["train", "--resume", str(run), "--set", "seed=3"], "--set cannot change it")
     refused(["train", "--resume", str(run), "--dataset", "market1501", "--root", str(tiny_root)],

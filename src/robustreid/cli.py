@@ -151,7 +151,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise UsageError("train needs --preset, --dataset, --root and --out (or --resume RUN)")
         out = Path(args.out)
         check_output_dir(out, "--out")
-        existing = [name for name in _RUN_FILES if (out / name).exists()]
+        # under torchrun only rank 0 checks and prepares the folder (the other ranks would see its dataset.json)
+        first_rank = int(os.environ.get("RANK", "0")) == 0
+        existing = [name for name in _RUN_FILES if name != "dataset.json" and (out / name).exists()] if first_rank else []
         if existing and not args.overwrite:
             raise UsageError(f"{out} already holds a run ({', '.join(existing)}); continue it with --resume {out}, "
                              f"or pass --overwrite to start over")
@@ -162,12 +164,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if state is not None and dataset.num_train_pids != state["num_classes"]:
         raise UsageError(f"{out / 'last.pt'} was trained on {state['num_classes']} identities, the dataset "
                          f"{dataset_spec['name']} at {dataset_spec['root']} has {dataset.num_train_pids}")
-    if not args.resume:
-        for name in _RUN_FILES:  # --overwrite: a fresh run, nothing appended to the old one
-            (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / "tensorboard", ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "dataset.json", json.dumps(dataset_spec))
+    if int(os.environ.get("RANK", "0")) == 0:
+        if not args.resume:
+            for name in _RUN_FILES:  # --overwrite: a fresh run, nothing appended to the old one
+                (out / name).unlink(missing_ok=True)
+            shutil.rmtree(out / "tensorboard", ignore_errors=True)
+        out.mkdir(parents=True, exist_ok=True)
+        write_text(out / "dataset.json", json.dumps(dataset_spec))
     print(dataset.stats_table(), file=sys.stderr)
     summary = fit(cfg, dataset, out, resume=bool(args.resume), device=args.device)
     print(json.dumps({k: v for k, v in summary.items() if k not in ("config", "versions")}))
