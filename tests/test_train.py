@@ -184,7 +184,7 @@ def test_run_plan_names_every_phase():
     cfg = apply_overrides(cfg, {"schedule": dataclasses.asdict(cfg.schedule.scaled(3))})
     plan = run_plan(cfg, 44)
     assert plan.startswith("plan: 3 epochs x 44 iterations (lr 0.03, warmup 2 epochs, x0.1 after 2 epochs)")
-    assert "SWAG: 2 cycles x 2 epochs, 10 BMA samples" in plan and plan.endswith("(3 + 2 * 2) * 44 = 308 SGD steps in all".split(" = ")[1])
+    assert "SWAG: 2 cycles x 2 epochs, 10 BMA samples" in plan and plan.endswith("308 SGD steps in all")  # (3 + 2 * 2) * 44
     plain = run_plan(apply_overrides(cfg, {"schedule.swag_cycles": 0, "eval_every_epochs": 0}), 10)
     assert "SWAG" not in plain and "evaluation" not in plain and plain.endswith("30 SGD steps in all")
 

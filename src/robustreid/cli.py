@@ -136,6 +136,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .checkpoint import load_checkpoint
     from .train import config_from_checkpoint, fit
 
+    # under torchrun only rank 0 checks and prepares the folder (the other ranks would see its dataset.json)
+    first_rank = int(os.environ.get("RANK", "0")) == 0
     if args.resume:
         changed = [flag for flag, value in (("--preset", args.preset), ("--config", args.config), ("--set", args.set),
                                             ("--epochs", args.epochs), ("--amp", args.amp), ("--out", args.out),
@@ -151,8 +153,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise UsageError("train needs --preset, --dataset, --root and --out (or --resume RUN)")
         out = Path(args.out)
         check_output_dir(out, "--out")
-        # under torchrun only rank 0 checks and prepares the folder (the other ranks would see its dataset.json)
-        first_rank = int(os.environ.get("RANK", "0")) == 0
         existing = [name for name in _RUN_FILES if name != "dataset.json" and (out / name).exists()] if first_rank else []
         if existing and not args.overwrite:
             raise UsageError(f"{out} already holds a run ({', '.join(existing)}); continue it with --resume {out}, "
@@ -164,7 +164,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if state is not None and dataset.num_train_pids != state["num_classes"]:
         raise UsageError(f"{out / 'last.pt'} was trained on {state['num_classes']} identities, the dataset "
                          f"{dataset_spec['name']} at {dataset_spec['root']} has {dataset.num_train_pids}")
-    if int(os.environ.get("RANK", "0")) == 0:
+    if first_rank:
         if not args.resume:
             for name in _RUN_FILES:  # --overwrite: a fresh run, nothing appended to the old one
                 (out / name).unlink(missing_ok=True)
