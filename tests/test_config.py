@@ -5,7 +5,10 @@ import json
 
 import pytest
 
-from robustreid.config import PRESETS, TrainConfig, apply_overrides, config_to_dict, load_config_file, parse_set, preset
+from robustreid.config import (
+    PRESETS, TrainConfig, apply_overrides, build_config, config_to_dict, load_config_file, parse_set, preset,
+    swag_stage_config,
+)
 from robustreid.model import build_model
 
 # Table 2 as decoded in shared/paper/tables-decoded.md: which items are ON in each column.
@@ -140,3 +143,27 @@ def test_config_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.toml"):
         load_config_file(tmp_path / "nope.toml")
     assert dataclasses.is_dataclass(cfg)
+
+
+def test_build_config_applies_preset_file_epochs_sets_in_that_order(tmp_path):
+    # the file sets 7 epochs and a margin; --epochs 3 rescales Eq. 1 from the file's schedule; --set wins last
+    path = tmp_path / "o.json"
+    path.write_text(json.dumps({"schedule": {"base_lr": 0.01}, "loss": {"triplet_margin": 0.5}}))
+    cfg = build_config("robust-reid-1x", path, 3, ["loss.triplet_margin=0.2", "seed=4"], amp=True)
+    expected = preset("robust-reid-1x")
+    expected = apply_overrides(expected, {"schedule": {"base_lr": 0.01}, "loss": {"triplet_margin": 0.5}})
+    assert cfg.schedule == expected.schedule.scaled(3) and cfg.schedule.epochs == 3 and cfg.schedule.base_lr == 0.01
+    assert cfg.loss.triplet_margin == 0.2 and cfg.seed == 4 and cfg.amp is True
+    # a --set of a schedule field comes after the scaling, so it is not rescaled away
+    assert build_config("robust-reid-1x", None, 3, {"schedule.warmup_epochs": 0}).schedule.warmup_epochs == 0
+    assert build_config("hacnn") == preset("hacnn")
+
+
+def test_swag_stage_config_adds_or_edits_the_cycles():
+    no_swag = apply_overrides(preset("robust-reid-1x"), {"schedule": {"swag_cycles": 0}})
+    assert swag_stage_config(no_swag).schedule.swag_cycles == 15  # Section 3.1's default for a run without SWAG
+    assert swag_stage_config(no_swag, 2, 3).schedule.swag_cycles == 2
+    with_swag = preset("robust-reid-1x")
+    edited = swag_stage_config(with_swag, cycle_epochs=4)
+    assert edited.schedule.swag_cycles == with_swag.schedule.swag_cycles and edited.schedule.swag_cycle_epochs == 4
+    assert dataclasses.replace(edited, schedule=with_swag.schedule) == with_swag  # nothing else changes

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from robustreid.datasets import (
-    DATASET_NAMES, Record, ReidDataset, check_images, load_dataset, read_image, union,
+    DATASET_NAMES, Record, ReidDataset, check_images, dataset_from_spec, load_dataset, read_image, union,
 )
 
 
@@ -156,6 +156,19 @@ def test_union_makes_pids_and_camids_disjoint(tmp_path):
     make_duke(str(tmp_path / "both"))
     together = load_dataset(["market1501", "dukemtmcreid"], tmp_path / "both")
     assert [r[1:] for r in together.train] == [r[1:] for r in merged.train]
+
+
+def test_a_run_folders_dataset_spec_reloads_the_same_dataset(tmp_path):
+    # dataset.json holds the CLI's comma-separated --dataset / --root: one pair, a pair per name, or one parent
+    make_market(str(tmp_path / "a"))
+    make_duke(str(tmp_path / "b"))
+    assert dataset_from_spec({"name": "market1501", "root": str(tmp_path / "a")}) == load_dataset("market1501", tmp_path / "a")
+    merged = load_dataset(["market1501", "dukemtmcreid"], [tmp_path / "a", tmp_path / "b"])
+    assert dataset_from_spec({"name": "market1501,dukemtmcreid", "root": f"{tmp_path / 'a'},{tmp_path / 'b'}"}) == merged
+    with pytest.raises(ValueError, match="a dataset spec is"):
+        dataset_from_spec({"name": ["market1501"], "root": str(tmp_path)})
+    with pytest.raises(ValueError, match="2 names but 3 roots"):
+        dataset_from_spec({"name": "market1501,dukemtmcreid", "root": "x,y,z"})
 
 
 def test_union_of_three_including_msmt17(tmp_path):

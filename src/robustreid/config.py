@@ -28,7 +28,7 @@ from .schedule import ScheduleConfig
 
 __all__ = [
     "LossConfig",
-    "DataConfig",
+    "LoaderConfig",
     "OptimConfig",
     "TrainConfig",
     "PRESETS",
@@ -37,6 +37,8 @@ __all__ = [
     "apply_overrides",
     "load_config_file",
     "config_to_dict",
+    "build_config",
+    "swag_stage_config",
 ]
 
 
@@ -89,9 +91,10 @@ class LossConfig:
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class LoaderConfig:
     """Input pipeline (Section 4): P identities x K images per batch, random erasing probability, and the
-    zero-padding (pixels per side) before the random crop back to the input size (0 = no pad-and-crop)."""
+    zero-padding (pixels per side) before the random crop back to the input size (0 = no pad-and-crop).
+    ``TrainConfig.data`` holds one; the network's input size / mean / std are ``ReIDNet.data_config``."""
 
     batch_p: int = 8
     batch_k: int = 4
@@ -142,7 +145,7 @@ class TrainConfig:
     conv_init: str | None = None
     classifier_norm: float | None = None
     loss: LossConfig = field(default_factory=LossConfig)
-    data: DataConfig = field(default_factory=DataConfig)
+    data: LoaderConfig = field(default_factory=LoaderConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     # SWAG (Section 3.1: "SWA solution and diagonal covariance"): diagonal only by default, sampled at scale 1
@@ -162,7 +165,7 @@ class TrainConfig:
         from .model import list_models
 
         _check_types(self, "")
-        for name, section in (("loss", LossConfig), ("data", DataConfig), ("optim", OptimConfig), ("schedule", ScheduleConfig)):
+        for name, section in (("loss", LossConfig), ("data", LoaderConfig), ("optim", OptimConfig), ("schedule", ScheduleConfig)):
             if not isinstance(getattr(self, name), section):
                 raise ValueError(f"{name}: expected a {section.__name__}, got {getattr(self, name)!r}")
         if self.seed < 0:
@@ -205,7 +208,7 @@ PRESETS: dict[str, TrainConfig] = {
         TrainConfig(model="hacnn"),
         loss=dict(label_smoothing=0.0, triplet=False),
         schedule=dict(swag_cycles=0, **_NO_BOT),
-        data=DataConfig(random_erasing=0.0),
+        data=LoaderConfig(random_erasing=0.0),
     ),
     # a: HA-CNN + Bag of Tricks (warmup, random erasing, label smoothing, no-bias classifiers), plain triplet.
     "a": _with(
@@ -330,3 +333,32 @@ def load_config_file(path: str | Path) -> dict:
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"{path}: invalid TOML: {exc}") from None
     raise ValueError(f"config file {path}: expected a .toml or .json file")
+
+
+def build_config(preset_name: str, config_file: str | Path | None = None, epochs: int | None = None,
+                 sets: list[str] | dict[str, Any] | None = None, amp: bool = False) -> TrainConfig:
+    """The recipe ``robustreid train`` runs: the preset, then the file's overrides (``load_config_file``), then
+    Eq. 1 shrunk to ``epochs`` (``ScheduleConfig.scaled``), then ``sets`` (``["key=value", ...]`` as
+    ``--set`` takes them, or a ``{"key": value}`` dict), then ``amp``. Later steps win."""
+    cfg = preset(preset_name)
+    if config_file:
+        cfg = apply_overrides(cfg, load_config_file(config_file))
+    overrides = parse_set(sets) if isinstance(sets, list) else dict(sets or {})
+    if epochs is not None:
+        cfg = dataclasses.replace(cfg, schedule=cfg.schedule.scaled(epochs))
+    if amp:
+        overrides["amp"] = True
+    return apply_overrides(cfg, overrides)
+
+
+def swag_stage_config(cfg: TrainConfig, cycles: int | None = None, cycle_epochs: int | None = None,
+                      default_cycles: int = 15) -> TrainConfig:
+    """``cfg`` with a SWAG stage to run after its finished main stage (``robustreid swag``): ``cycles`` cycles of
+    ``cycle_epochs`` epochs; a run trained without SWAG gets ``default_cycles`` (Section 3.1's 15) unless told."""
+    schedule = cfg.schedule
+    if cycles or schedule.swag_cycles == 0:
+        schedule = dataclasses.replace(schedule, swag_cycles=cycles or default_cycles)
+    if cycle_epochs:
+        schedule = dataclasses.replace(schedule, swag_cycle_epochs=cycle_epochs)
+    return dataclasses.replace(cfg, schedule=schedule)
+

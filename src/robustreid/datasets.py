@@ -41,6 +41,7 @@ __all__ = [
     "Record",
     "ReidDataset",
     "check_images",
+    "dataset_from_spec",
     "load_dataset",
     "labels",
     "read_image",
@@ -370,6 +371,15 @@ def load_dataset(
             raise ValueError(f"unknown dataset '{dataset_name}': expected one of {', '.join(DATASET_NAMES)}")
         datasets.append(reader(dataset_root))
     return union(datasets)
+
+
+def dataset_from_spec(spec: dict) -> ReidDataset:
+    """A run folder's ``dataset.json`` (``{"name": "market1501,dukemtmcreid", "root": "a,b"}``, the CLI's
+    comma-separated ``--dataset`` / ``--root``) -> the dataset, or the union of the named ones."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not isinstance(spec.get("root"), str):
+        raise ValueError(f'a dataset spec is {{"name": "market1501[,...]", "root": "DIR[,...]"}}, got {spec!r}')
+    names, roots = spec["name"].split(","), spec["root"].split(",")
+    return load_dataset(names, roots if len(roots) > 1 else roots[0])
 
 
 def labels(records: Sequence[Record]) -> tuple[np.ndarray, np.ndarray]:
