@@ -1,4 +1,6 @@
-"""Deployment speed and accuracy: PyTorch variants vs onnxruntime fp32 / int8, against the machine's ceiling.
+"""Deployment speed and accuracy: PyTorch variants vs onnxruntime fp32 / int8 vs OpenVINO fp32 / bf16 / int8,
+against the machine's ceiling, and the one table of the deployment issue (every backend: rank-1 / mAP change
+against PyTorch fp32, top-10 agreement, images/s at each batch size, the recommended path).
 
 One JSON object per line on stdout:
 
@@ -12,11 +14,19 @@ One JSON object per line on stdout:
   ``CPU_MICRO_BATCH`` images, as ``FeatureExtractor`` runs by default), ``torch-bf16`` (autocast over
   torch-optimized), ``torch-compile`` (inductor, in a child process killed after ``--compile-timeout`` s),
   ``ort-fp32`` and ``ort-int8`` (``export.OnnxEmbedder`` with its default CPU micro-batches; int8: static
-  QDQ quantization calibrated on training images), ``ort-fp32-one-call`` (the batch in one session call).
-  Each record's ``micro_batch`` says how a batch was split (null: one call);
+  QDQ quantization calibrated on training images), ``ort-fp32-one-call`` (the batch in one session call),
+  ``ov-fp32`` / ``ov-bf16`` (``openvino_backend.OpenVinoEmbedder`` on the IR of ``export.export_openvino``,
+  ``INFERENCE_PRECISION_HINT`` f32 / bf16; ``execution_precision`` says what the CPU plugin ran: fp32 where the
+  CPU has no bfloat16) and ``ov-int8`` (OpenVINO running the ort-int8 QDQ file: OpenVINO's own quantizer, NNCF,
+  is a separate heavy package and is not used). OpenVINO runs one request per batch; ``--ov-micro-batch 0 8``
+  also times micro-batches of 8 (backend name ``ov-fp32-mb8`` ...), the A/B that decides whether the
+  embedder should split batches. Each record's ``micro_batch`` says how a batch was split (null: one call);
 * ``kind="export"`` / ``kind="quantize"``: file sizes, times and the export's parity figures;
-* ``kind="accuracy"``: ``export.onnx_parity`` of torch vs ort-fp32 and of ort-fp32 vs ort-int8 on the query /
-  gallery split: identical top-10 lists, rank-1 / mAP of both, and whether int8 stays within 0.5 points.
+* ``kind="accuracy"``: ``export.onnx_parity`` of PyTorch fp32 (``FeatureExtractor``, as evaluation runs it)
+  against every other backend and precision (torch-bf16, ort-fp32, ort-int8, ov-fp32, ov-bf16, ov-int8) on the
+  query / gallery split: identical top-10 lists, rank-1 / mAP of both, and whether it stays within 0.5 points;
+* ``kind="table"``: one row per timed backend joining its accuracy record and its speeds, ``recommended``
+  on the fastest row (at the largest batch size) within 0.5 points of fp32 on both rank-1 and mAP.
 
 Every line carries ``load_avg_1min``: the machine may be shared, and a busy core makes every figure smaller.
 
@@ -29,6 +39,7 @@ small synthetic dataset is written to a temporary folder.
     python benchmarks/bench_deploy.py [--models hacnn robustreid_1x robustreid_2x] [--batch-sizes 1 64]
         [--backends ...] [--threads 2] [--seconds 2] [--repeats 3] [--compile-models robustreid_1x]
         [--compile-timeout 420] [--checkpoint PATH] [--data ROOT] [--markdown results.md]
+        [--ov-micro-batch 0 8] [--no-compile] [--no-accuracy]
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -57,7 +69,10 @@ from robustreid.synthetic import write_market1501
 
 TORCH_BACKENDS = ("torch-eager", "torch-channels_last", "torch-optimized", "torch-bf16", "torch-compile")
 ORT_BACKENDS = ("ort-fp32", "ort-fp32-one-call", "ort-int8")
-INT8_MAX_DROP_POINTS = 0.5  # keep int8 only if rank-1 and mAP drop by at most this many points
+OV_BACKENDS = ("ov-fp32", "ov-bf16", "ov-int8")
+FILE_BACKENDS = (*ORT_BACKENDS, *OV_BACKENDS)
+MAX_DROP_POINTS = 0.5  # a reduced precision is kept only if rank-1 and mAP drop by at most this many points
+REFERENCE = "torch-fp32"  # the accuracy reference: FeatureExtractor(checkpoint), as evaluation runs it
 
 
 def emit(record: dict) -> dict:
@@ -214,7 +229,68 @@ def ort_speed(path: Path, x: torch.Tensor, threads: int, one_call: bool):
     return (lambda: embedder.embed(array)), embedder.micro_batch
 
 
+def ov_speed(path: Path, x: torch.Tensor, threads: int, precision: str, micro_batch: int | None):
+    """``(callable running one batch through an OpenVinoEmbedder, micro_batch, execution precision)``."""
+    import warnings
+
+    from robustreid.openvino_backend import OpenVinoEmbedder
+
+    with warnings.catch_warnings():  # no bf16 on this CPU: recorded as execution_precision instead
+        warnings.simplefilter("ignore", UserWarning)
+        embedder = OpenVinoEmbedder(path, precision=precision, num_threads=threads, micro_batch=micro_batch)
+    array = x.numpy()
+    return (lambda: embedder.embed(array)), embedder.micro_batch, embedder.execution_precision
+
+
 # ---------------------------------------------------------------------------------------------- report
+def accuracy_key(backend: str) -> str:
+    """The accuracy record a timed backend shares: the same model and precision, split or not."""
+    base = re.sub(r"-(one-call|mb\d+)$", "", backend)
+    return REFERENCE if base == "torch-optimized" else base
+
+
+def deployment_table(records: list[dict]) -> list[dict]:
+    """One ``kind="table"`` row per (model, timed backend) at the largest thread count: accuracy change
+    against PyTorch fp32, top-10 agreement, images/s per batch size; ``recommended`` marks the fastest
+    (largest batch size) of the rows within ``MAX_DROP_POINTS`` of fp32 on rank-1 and mAP."""
+    speeds = [r for r in records if r.get("kind") == "speed" and "images_per_s" in r]
+    if not speeds:
+        return []
+    threads = max(r["threads"] for r in speeds)
+    accuracy = {(r["model"], r["candidate_backend"]): r for r in records if r.get("kind") == "accuracy"}
+    rows = {}
+    for r in speeds:
+        if r["threads"] != threads:
+            continue
+        row = rows.setdefault((r["model"], r["backend"]), {
+            "kind": "table", "model": r["model"], "backend": r["backend"], "threads": threads,
+            "execution_precision": r.get("execution_precision"), "images_per_s": {}})
+        row["images_per_s"][r["batch_size"]] = r["images_per_s"]
+    for (model, backend), row in rows.items():
+        key = accuracy_key(backend)
+        acc = accuracy.get((model, key))
+        if key == REFERENCE:
+            row.update(delta_rank1=0.0, delta_mAP=0.0, top10_agreement=1.0, within_points=True)
+        elif acc is not None:
+            row.update(delta_rank1=round(acc["delta_rank1"], 2), delta_mAP=round(acc["delta_mAP"], 2),
+                       top10_agreement=round(1 - acc["queries_differing"] / acc["num_query"], 4),
+                       top10_agreement_beyond_ties=round(
+                           1 - acc["queries_differing_beyond_ties"] / acc["num_query"], 4),
+                       within_points=acc[f"within_{MAX_DROP_POINTS}_points"])
+        else:  # fp32 variants of the reference (eager, channels_last) share its accuracy; others unmeasured
+            same = backend in ("torch-eager", "torch-channels_last")
+            row.update(delta_rank1=0.0 if same else None, delta_mAP=0.0 if same else None,
+                       top10_agreement=None, within_points=True if same else None)
+    for model in {m for m, _ in rows}:
+        ok = [row for (m, _), row in rows.items() if m == model and row["within_points"]]
+        largest = max(b for row in ok for b in row["images_per_s"]) if ok else None
+        best = max(ok, key=lambda row: row["images_per_s"].get(largest, 0.0), default=None)
+        for (m, _), row in rows.items():
+            if m == model:
+                row["recommended"] = row is best
+    return [emit(row) for row in rows.values()]
+
+
 def write_markdown(records: list[dict], path: Path) -> None:
     speeds = [r for r in records if r.get("kind") == "speed" and "images_per_s" in r]
     sizes = sorted({r["batch_size"] for r in speeds})
@@ -248,24 +324,55 @@ def write_markdown(records: list[dict], path: Path) -> None:
                          f"{r['delta_rank1']:+.2f} | {r['delta_mAP']:+.2f} | "
                          f"{r['identical_topk']} ({r['queries_differing_beyond_ties']}) | "
                          f"{r['min_cosine']:.3f} |")
+    table = [r for r in records if r.get("kind") == "table"]
+    if table:
+        sizes = sorted({b for r in table for b in r["images_per_s"]})
+        lines += ["", f"Deployment table ({table[0]['threads']} threads; changes against {REFERENCE}; "
+                  f"recommended: the fastest within {MAX_DROP_POINTS} points on rank-1 and mAP)", "",
+                  "| model | backend | runs | Δ rank-1 | Δ mAP | top-10 agreement | "
+                  + " | ".join(f"img/s @ b{b}" for b in sizes) + " | |",
+                  "|---|---|---|---:|---:|---:|" + "---:|" * len(sizes) + "---|"]
+
+        def fmt(value, spec):
+            return "-" if value is None else format(value, spec)
+
+        for r in table:
+            cells = [fmt(r["images_per_s"].get(b), ".1f") for b in sizes]
+            lines.append(f"| {r['model']} | {r['backend']} | {r.get('execution_precision') or '-'} | "
+                         f"{fmt(r['delta_rank1'], '+.2f')} | {fmt(r['delta_mAP'], '+.2f')} | "
+                         f"{fmt(r['top10_agreement'], '.1%')} | " + " | ".join(cells)
+                         + f" | {'recommended' if r['recommended'] else ''} |")
     write_text(path, "\n".join(lines) + "\n")
 
 
 # ------------------------------------------------------------------------------------------------- main
-def export_files(model, name: str, dataset, tmp: Path) -> tuple[dict, list[dict]]:
-    """``{"ort-fp32": path, "ort-int8": path}`` for ``model``, and the export / quantize records."""
-    from robustreid.export import export_onnx, quantize_onnx
+def export_files(model, name: str, dataset, tmp: Path, use_ort: bool, use_ov: bool) -> tuple[dict, list[dict]]:
+    """``{backend: model file}`` for ``model`` (onnxruntime: .onnx and its int8 QDQ quantization; OpenVINO: the
+    IR, and the int8 QDQ .onnx), and the export / quantize records."""
+    from robustreid.export import export_onnx, export_openvino, quantize_onnx
 
-    files = {"ort-fp32": tmp / f"{name}.onnx", "ort-int8": tmp / f"{name}-int8.onnx"}
-    files["ort-fp32-one-call"] = files["ort-fp32"]
-    start = time.perf_counter()
-    exported = export_onnx(model, files["ort-fp32"])
-    records = [emit({"kind": "export", "model": name, "seconds": round(time.perf_counter() - start, 1),
-                     **{k: exported[k] for k in ("bytes", "opset", "exporter", "parity")}})]
-    start = time.perf_counter()
-    quantized = quantize_onnx(files["ort-fp32"], files["ort-int8"], [r.img_path for r in dataset.train])
-    records.append(emit({"kind": "quantize", "model": name, "seconds": round(time.perf_counter() - start, 1),
-                         **{k: v for k, v in quantized.items() if k != "out"}}))
+    files, records = {}, []
+    if use_ort:
+        files = {"ort-fp32": tmp / f"{name}.onnx", "ort-int8": tmp / f"{name}-int8.onnx"}
+        files["ort-fp32-one-call"] = files["ort-fp32"]
+        start = time.perf_counter()
+        exported = export_onnx(model, files["ort-fp32"])
+        records.append(emit({"kind": "export", "model": name, "format": "onnx",
+                             "seconds": round(time.perf_counter() - start, 1),
+                             **{k: exported[k] for k in ("bytes", "opset", "exporter", "parity")}}))
+        start = time.perf_counter()
+        quantized = quantize_onnx(files["ort-fp32"], files["ort-int8"], [r.img_path for r in dataset.train])
+        records.append(emit({"kind": "quantize", "model": name, "seconds": round(time.perf_counter() - start, 1),
+                             **{k: v for k, v in quantized.items() if k != "out"}}))
+    if use_ov:
+        files["ov-fp32"] = files["ov-bf16"] = tmp / f"{name}.xml"
+        start = time.perf_counter()
+        exported = export_openvino(model, files["ov-fp32"])
+        records.append(emit({"kind": "export", "model": name, "format": "openvino",
+                             "seconds": round(time.perf_counter() - start, 1),
+                             **{k: exported[k] for k in ("bytes", "opset", "openvino_version", "parity")}}))
+        if "ort-int8" in files:
+            files["ov-int8"] = files["ort-int8"]
     return files, records
 
 
@@ -273,37 +380,82 @@ def time_backends(model, name, files, gmacs, peak, threads, weights, args) -> li
     """One speed record per (backend, batch size) at ``threads`` threads (``torch-compile`` runs apart)."""
     h, w = model.data_config["input_size"]
     records = []
+    runs = []  # (backend name in the records, backend, OpenVINO micro-batch)
     for backend in args.backends:
-        if backend == "torch-compile" or (backend in ORT_BACKENDS and backend not in files):
+        if backend == "torch-compile" or (backend in FILE_BACKENDS and backend not in files):
             continue
+        if backend in OV_BACKENDS:
+            runs += [(backend if not mb else f"{backend}-mb{mb}", backend, mb or None) for mb in args.ov_micro_batch]
+        else:
+            runs.append((backend, backend, None))
+    for label, backend, ov_micro_batch in runs:
         for bs in args.batch_sizes:
             x = torch.randn(bs, 3, h, w)
+            extra = {}
             if backend in ORT_BACKENDS:
                 fn, micro_batch = ort_speed(files[backend], x, threads, backend == "ort-fp32-one-call")
+            elif backend in OV_BACKENDS:
+                precision = "bf16" if backend == "ov-bf16" else "fp32"
+                fn, micro_batch, extra["execution_precision"] = ov_speed(files[backend], x, threads, precision,
+                                                                         ov_micro_batch)
             else:
                 fn, micro_batch = torch_runner(model, backend, x)
+                extra["execution_precision"] = "bf16" if backend == "torch-bf16" else "fp32"
             with torch.no_grad():
                 ips = rate(fn, args.seconds, repeats=args.repeats) * bs
-            records.append(emit(speed_record(name, backend, bs, ips, gmacs, peak, threads, weights=weights,
+            records.append(emit(speed_record(name, label, bs, ips, gmacs, peak, threads, weights=weights,
                                              micro_batch=micro_batch if micro_batch and micro_batch < bs
-                                             else None)))
+                                             else None, **extra)))
         model.to(memory_format=torch.contiguous_format)  # undo torch-channels_last
     return records
 
 
-def compare_accuracy(model, name, files, dataset, weights, data_root) -> list[dict]:
-    """``onnx_parity`` of torch vs ort-fp32 and of ort-fp32 vs ort-int8 on the query / gallery split."""
+class CachedFeatures:
+    """An extractor (image paths -> (N, D)) that computes each list of paths once: the reference of every
+    comparison is extracted once, not once per candidate."""
+
+    def __init__(self, extractor):
+        self.extractor, self.cache = extractor, {}
+
+    def __call__(self, paths):
+        key = tuple(paths)
+        if key not in self.cache:
+            self.cache[key] = self.extractor(list(paths))
+        return self.cache[key]
+
+
+def compare_accuracy(model, name, files, dataset, weights, data_root, backends) -> list[dict]:
+    """``onnx_parity`` of PyTorch fp32 against every other backend and precision on the query / gallery split."""
+    import warnings
+
+    from robustreid.evaluate import FeatureExtractor
     from robustreid.export import onnx_parity
 
+    candidates = {"torch-bf16": lambda: FeatureExtractor(model, precision="bf16")}
+    for backend in ("ort-fp32", "ort-int8"):
+        if backend in files:
+            candidates[backend] = lambda path=files[backend]: FeatureExtractor(path, backend="onnxruntime")
+    for backend in OV_BACKENDS:
+        if backend in files:
+            precision = "bf16" if backend == "ov-bf16" else "fp32"
+            candidates[backend] = lambda path=files[backend], p=precision: FeatureExtractor(
+                path, backend="openvino", precision=p)
+    wanted = {accuracy_key(b) for b in backends}
+    reference = CachedFeatures(FeatureExtractor(model))
     records = []
-    for ref_name, ref, cand_name, cand in (("torch-eager", model, "ort-fp32", files["ort-fp32"]),
-                                           ("ort-fp32", files["ort-fp32"], "ort-int8", files["ort-int8"])):
-        parity = onnx_parity(ref, cand, dataset)
-        keep = min(parity["delta_rank1"], parity["delta_mAP"]) >= -INT8_MAX_DROP_POINTS
+    for cand_name, build in candidates.items():
+        if cand_name not in wanted:
+            continue
+        with warnings.catch_warnings():  # no bf16 on this CPU: the record says what ran
+            warnings.simplefilter("ignore", UserWarning)
+            extractor = build()
+        parity = onnx_parity(reference, extractor, dataset)
+        keep = min(parity["delta_rank1"], parity["delta_mAP"]) >= -MAX_DROP_POINTS
+        runs = getattr(extractor.model, "execution_precision", extractor.precision)
         records.append(emit({"kind": "accuracy", "model": name, "weights": weights,
                              "dataset": str(data_root or "synthetic market1501 (40 test ids, 4 cameras)"),
-                             "reference_backend": ref_name, "candidate_backend": cand_name, **parity,
-                             "within_0.5_points": keep}))
+                             "reference_backend": REFERENCE, "candidate_backend": cand_name,
+                             "execution_precision": runs, **parity, f"within_{MAX_DROP_POINTS}_points": keep}))
     return records
 
 
@@ -324,8 +476,11 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list_models())
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 64])
-    parser.add_argument("--backends", nargs="+", default=[*TORCH_BACKENDS, *ORT_BACKENDS],
-                        choices=[*TORCH_BACKENDS, *ORT_BACKENDS])
+    parser.add_argument("--backends", nargs="+", default=[*TORCH_BACKENDS, *FILE_BACKENDS],
+                        choices=[*TORCH_BACKENDS, *FILE_BACKENDS])
+    parser.add_argument("--ov-micro-batch", nargs="+", type=int, default=[0],
+                        help="OpenVINO micro-batch sizes to time (0: one request per batch, the default); "
+                             "e.g. 0 8 for the A/B")
     parser.add_argument("--threads", nargs="+", type=int, default=[2],
                         help="intra-op thread counts to time (torch and onnxruntime alike)")
     parser.add_argument("--setup-threads", type=int, default=1,
@@ -341,6 +496,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="a trained checkpoint instead of untrained BN-calibrated models")
     parser.add_argument("--data", help="Market1501-layout root (default: a small synthetic set, temporary)")
     parser.add_argument("--no-accuracy", action="store_true", help="skip the onnx_parity comparisons")
+    parser.add_argument("--no-compile", action="store_true", help="skip torch-compile (minutes of compiling)")
     parser.add_argument("--markdown", type=Path, help="also write a markdown table here")
     parser.add_argument("--compile-child", help=argparse.SUPPRESS)
     parser.add_argument("--compile-name", help=argparse.SUPPRESS)
@@ -358,8 +514,18 @@ def main() -> None:
     except ImportError as exc:
         onnxruntime = None
         emit({"kind": "note", "skipped": f"onnxruntime backends ({exc}); pip install 'robustreid[onnx]'"})
-    use_ort = onnxruntime is not None and any(b in ORT_BACKENDS for b in args.backends)
+    try:
+        import openvino
+    except ImportError as exc:
+        openvino = None
+        emit({"kind": "note", "skipped": f"OpenVINO backends ({exc}); pip install 'robustreid[openvino]'"})
+    if args.no_compile:
+        args.backends = [b for b in args.backends if b != "torch-compile"]
+    # ov-int8 runs the onnxruntime-quantized file, so it needs both
+    use_ort = onnxruntime is not None and any(b in ORT_BACKENDS or b == "ov-int8" for b in args.backends)
+    use_ov = openvino is not None and any(b in OV_BACKENDS for b in args.backends)
     versions = {"torch": torch.__version__, "onnxruntime": getattr(onnxruntime, "__version__", None),
+                "openvino": getattr(openvino, "__version__", None),
                 "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
     records, peaks = [], {}
     for threads in args.threads:
@@ -382,8 +548,8 @@ def main() -> None:
             model.eval()
             gmacs = count_macs(model) / 1e9
             files = {}
-            if use_ort:  # export and quantize once; the files are timed at every thread count
-                files, made = export_files(model, name, dataset, tmp)
+            if use_ort or use_ov:  # export and quantize once; the files are timed at every thread count
+                files, made = export_files(model, name, dataset, tmp, use_ort, use_ov)
                 records += made
             for threads in args.threads:
                 torch.set_num_threads(threads)
@@ -392,8 +558,9 @@ def main() -> None:
                 threads = max(args.threads)
                 records += run_compiled(model, name, gmacs, peaks[threads], threads, args, tmp)
             torch.set_num_threads(args.setup_threads)
-            if use_ort and not args.no_accuracy:
-                records += compare_accuracy(model, name, files, dataset, weights, args.data)
+            if not args.no_accuracy:
+                records += compare_accuracy(model, name, files, dataset, weights, args.data, args.backends)
+    records += deployment_table(records)
     if args.markdown:
         write_markdown(records, args.markdown)
 

@@ -142,3 +142,25 @@ def test_track_eval_without_the_tracking_extra_names_it(tmp_path, capsys, monkey
     assert main(["track-eval", "--gt", str(gt), "--results", str(gt)]) == 2
     err = capsys.readouterr().err
     assert "pip install 'robustreid[tracking]'" in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("package, backend, extra", [("openvino", "openvino", "openvino"),
+                                                       ("onnxruntime", "onnxruntime", "onnx")])
+def test_missing_backend_package_is_one_line_naming_the_extra(package, backend, extra, tmp_path, capsys,
+                                                              monkeypatch):
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    image = tmp_path / "crop.png"
+    Image.fromarray(np.zeros((16, 8, 3), np.uint8)).save(image)
+    model = tmp_path / ("m.xml" if backend == "openvino" else "m.onnx")
+    monkeypatch.setitem(sys.modules, package, None)  # `import package` fails as if it were not installed
+    for argv in (["extract", "--checkpoint", str(model), str(image), "--out", str(tmp_path / "f.npz"),
+                  "--backend", backend],
+                 ["track", str(tmp_path), "--checkpoint", str(model), "--out", str(tmp_path / "r.txt"),
+                  "--backend", backend]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"pip install 'robustreid[{extra}]'" in err, err

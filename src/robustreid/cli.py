@@ -106,23 +106,10 @@ def _cmd_config_show(args: argparse.Namespace) -> int:
 
 
 def _resolve_config(args: argparse.Namespace):
-    from .config import apply_overrides, load_config_file, parse_set, preset
+    from .config import build_config
 
-    cfg = preset(args.preset)
-    if getattr(args, "config", None):
-        cfg = apply_overrides(cfg, load_config_file(args.config))
-    overrides = parse_set(getattr(args, "set", None) or [])
-    if getattr(args, "epochs", None) is not None:
-        cfg = apply_overrides(cfg, {"schedule": _scaled_schedule(cfg.schedule, args.epochs)})
-    if getattr(args, "amp", False):
-        overrides["amp"] = "true"
-    return apply_overrides(cfg, overrides)
-
-
-def _scaled_schedule(schedule, epochs: int) -> dict:
-    import dataclasses
-
-    return dataclasses.asdict(schedule.scaled(epochs))
+    return build_config(args.preset, getattr(args, "config", None), getattr(args, "epochs", None),
+                        getattr(args, "set", None) or [], getattr(args, "amp", False))
 
 
 # What a training run writes into its folder (train.fit): removed by --overwrite before a fresh start.
@@ -178,13 +165,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _load_dataset(spec: dict):
-    """``{"name": "market1501,dukemtmcreid", "root": "a,b"}`` -> one dataset or their union."""
-    from .datasets import load_dataset
+    from .datasets import dataset_from_spec
 
-    names, roots = spec["name"].split(","), spec["root"].split(",")
-    if len(names) == 1:
-        return load_dataset(names[0], roots[0])
-    return load_dataset(names, roots if len(roots) > 1 else roots[0])
+    return dataset_from_spec(spec)
 
 
 def _dataset_spec(args: argparse.Namespace, out: Path) -> dict:
@@ -198,10 +181,8 @@ def _dataset_spec(args: argparse.Namespace, out: Path) -> dict:
 
 
 def _cmd_swag(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from .checkpoint import load_checkpoint
-    from .config import apply_overrides, parse_set
+    from .config import apply_overrides, parse_set, swag_stage_config
     from .atomicfile import write_text
     from .train import config_from_checkpoint, fit
 
@@ -210,14 +191,7 @@ def _cmd_swag(args: argparse.Namespace) -> int:
     cfg = config_from_checkpoint(state)
     if state["epoch"] < cfg.schedule.epochs:
         raise UsageError(f"{source} stopped at epoch {state['epoch']} of {cfg.schedule.epochs}: finish it first")
-    schedule = cfg.schedule
-    if schedule.swag_cycles == 0:
-        schedule = dataclasses.replace(schedule, swag_cycles=args.cycles or 15)
-    elif args.cycles:
-        schedule = dataclasses.replace(schedule, swag_cycles=args.cycles)
-    if args.cycle_epochs:
-        schedule = dataclasses.replace(schedule, swag_cycle_epochs=args.cycle_epochs)
-    cfg = apply_overrides(dataclasses.replace(cfg, schedule=schedule), parse_set(args.set or []))
+    cfg = apply_overrides(swag_stage_config(cfg, args.cycles, args.cycle_epochs), parse_set(args.set or []))
     out = Path(args.out)
     check_output_dir(out, "--out")
     spec = _dataset_spec(args, source)
@@ -237,7 +211,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         check_output_dir(args.report, "--report")
     dataset = _load_dataset({"name": args.dataset, "root": args.root})
     result = evaluate(args.checkpoint, dataset, metric=args.metric, batch_size=args.batch_size,
-                      num_workers=args.num_workers, device=args.device, amp=args.amp)
+                      num_workers=args.num_workers, device=args.device, amp=args.amp, backend=args.backend,
+                      precision="bf16" if args.amp else args.precision)
     if args.report:
         from .report import write_report
 
@@ -252,19 +227,23 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
     check_output_file(args.out, "--out")
     info = extract_to_npz(args.checkpoint, args.inputs, args.out, batch_size=args.batch_size,
-                          num_workers=args.num_workers, device=args.device)
+                          num_workers=args.num_workers, device=args.device, backend=args.backend,
+                          precision=args.precision)
     print(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in info.items()}))
     return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_onnx, onnx_parity, quantize_onnx
+    from .export import export_onnx, export_openvino, onnx_parity, quantize_onnx
 
-    if args.format != "onnx":  # argparse restricts the choices; kept for formats added later
-        raise UsageError(f"unsupported format {args.format!r}")
-    for flag, path in (("--out", args.out), ("--int8", args.int8)):
-        if path is not None and Path(path).suffix != ".onnx":
-            raise UsageError(f"{flag} {path}: expected a file name ending in .onnx")
+    suffix = {"onnx": ".onnx", "openvino": ".xml"}[args.format]
+    if Path(args.out).suffix != suffix:
+        raise UsageError(f"--out {args.out}: expected a file name ending in {suffix} for --format {args.format}")
+    if args.int8 is not None and args.format != "onnx":
+        raise UsageError("--int8 writes an onnxruntime-quantized .onnx: use it with --format onnx (the openvino "
+                         "backend can run that file too)")
+    if args.int8 is not None and Path(args.int8).suffix != ".onnx":
+        raise UsageError(f"--int8 {args.int8}: expected a file name ending in .onnx")
     for flag, path in (("--out", args.out), ("--int8", args.int8)):
         if path is not None:
             check_output_file(path, flag)
@@ -277,20 +256,22 @@ def _cmd_export(args: argparse.Namespace) -> int:
         raise UsageError("pass --dataset and --root together")
     dataset = _load_dataset({"name": args.dataset, "root": args.root}) if args.dataset else None
     check_images = [r.img_path for r in dataset.train[:: max(1, len(dataset.train) // 8)][:8]] if dataset else None
+    export_fn = export_openvino if args.format == "openvino" else export_onnx
     try:
-        result = {"export": export_onnx(args.checkpoint, args.out, opset=args.opset,
-                                        dynamic_batch=not args.fixed_batch, check_images=check_images)}
+        result = {"export": export_fn(args.checkpoint, args.out, opset=args.opset,
+                                      dynamic_batch=not args.fixed_batch, check_images=check_images)}
         print(f"exported {args.out}: max abs difference to PyTorch "
               f"{max(result['export']['parity']['max_abs_diff'].values()):.2e}", file=sys.stderr)
         if dataset is not None:
-            print(f"ranking {dataset.name} query/gallery with PyTorch and onnxruntime ...", file=sys.stderr)
+            runtime = "OpenVINO" if args.format == "openvino" else "onnxruntime"
+            print(f"ranking {dataset.name} query/gallery with PyTorch and {runtime} ...", file=sys.stderr)
             result["rankings"] = onnx_parity(args.checkpoint, args.out, dataset, topk=10)
             if args.int8:
                 result["int8"] = quantize_onnx(args.out, args.int8, [r.img_path for r in dataset.train])
                 print(f"ranking {dataset.name} with the int8 model ...", file=sys.stderr)
                 result["int8_rankings"] = onnx_parity(args.out, args.int8, dataset, topk=10)
-    except ImportError as exc:  # the optional onnx / onnxruntime packages
-        raise UsageError(str(exc)) from None
+    except ImportError as exc:  # the optional onnx / onnxruntime / openvino packages
+        raise UsageError(_one_line(exc)) from None
     except RuntimeError as exc:  # a failed parity check (nothing written), an onnxruntime failure
         print(f"robustreid export: error: {exc}", file=sys.stderr)
         return 1
@@ -327,7 +308,8 @@ def _cmd_track(args: argparse.Namespace) -> int:
             raise UsageError("track needs --checkpoint CKPT (or --no-reid for the motion-only tracker)")
         from .evaluate import FeatureExtractor
 
-        extractor = FeatureExtractor(args.checkpoint, device=args.device)
+        extractor = FeatureExtractor(args.checkpoint, device=args.device, backend=args.backend,
+                                     precision=args.precision)
 
     def progress(frame: int, frames: int) -> None:
         if frame == frames or frame % 25 == 0:
@@ -416,27 +398,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_swag)
 
     p = sub.add_parser("eval", help="rank-1/5/10, mAP and mINP of a checkpoint on a dataset's query/gallery")
-    p.add_argument("--checkpoint", required=True, metavar="CKPT")
+    p.add_argument("--checkpoint", required=True, metavar="CKPT", help=_MODEL_HELP)
     p.add_argument("--dataset", required=True, help="market1501, dukemtmcreid or msmt17 (comma-separated: union)")
     p.add_argument("--root", required=True)
     p.add_argument("--metric", choices=["euclidean", "cosine"], default="euclidean")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--report", metavar="DIR", help="write an HTML report (CMC curve, ranked lists) here")
-    p.add_argument("--amp", action="store_true", help="run the network under autocast (bfloat16 on CPU)")
+    p.add_argument("--amp", action="store_true", help="run the network under autocast (bfloat16 on CPU); "
+                   "the same as --precision bf16")
     _add_runtime_args(p)
+    _add_backend_args(p)
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("extract", help="descriptors of images (files or folders) into a .npz (features, paths)")
-    p.add_argument("--checkpoint", required=True, metavar="CKPT")
+    p.add_argument("--checkpoint", required=True, metavar="CKPT", help=_MODEL_HELP)
     p.add_argument("inputs", nargs="+", metavar="IMAGES_OR_DIR")
     p.add_argument("--out", required=True, metavar="FEATS.npz")
     _add_runtime_args(p)
+    _add_backend_args(p)
     p.set_defaults(func=_cmd_extract)
 
-    p = sub.add_parser("export", help="export a checkpoint's test descriptor to ONNX, checked against PyTorch")
+    p = sub.add_parser("export", help="export a checkpoint's test descriptor to ONNX or an OpenVINO IR, checked "
+                       "against PyTorch")
     p.add_argument("--checkpoint", required=True, metavar="CKPT")
-    p.add_argument("--format", choices=["onnx"], default="onnx")
-    p.add_argument("--out", required=True, metavar="MODEL.onnx")
+    p.add_argument("--format", choices=["onnx", "openvino"], default="onnx",
+                   help="onnx: MODEL.onnx; openvino: an IR, MODEL.xml and MODEL.bin (needs robustreid[openvino])")
+    p.add_argument("--out", required=True, metavar="MODEL.onnx|MODEL.xml")
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--fixed-batch", action="store_true", help="batch axis fixed to 1 (default: dynamic)")
     p.add_argument("--dataset", default=None, help="with --root: compare top-10 rankings of PyTorch and ONNX "
@@ -469,10 +456,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("track", help="online tracking of a MOTChallenge sequence (det/det.txt + img1/)")
     p.add_argument("seq_dir", metavar="SEQ_DIR")
-    p.add_argument("--checkpoint", metavar="CKPT")
+    p.add_argument("--checkpoint", metavar="CKPT", help=_MODEL_HELP)
     p.add_argument("--out", required=True, metavar="RESULTS.txt")
     p.add_argument("--no-reid", action="store_true", help="motion-only baseline (Table 5 'No ReID')")
     p.add_argument("--device", default=None, help=_DEVICE_HELP)
+    _add_backend_args(p)
     p.set_defaults(func=_cmd_track)
 
     p = sub.add_parser("track-eval", help="MOTA / IDF1 / HOTA / ID switches of a results file (trackeval)")
@@ -489,6 +477,14 @@ def _add_runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-workers", type=int, default=2)
 
 
+def _add_backend_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=["torch", "onnxruntime", "openvino"], default="torch",
+                   help="torch runs a checkpoint; onnxruntime an exported .onnx (robustreid[onnx]); openvino an "
+                        ".onnx or an IR .xml from export --format openvino (robustreid[openvino])")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: bfloat16 autocast (torch) or OpenVINO's bf16 inference precision (default fp32)")
+
+
 def _add_override_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="TOML or JSON file of overrides")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. loss.triplet_margin=0.3")
@@ -498,9 +494,11 @@ def _add_override_args(p: argparse.ArgumentParser) -> None:
 
 
 _DEVICE_HELP = "cpu, cuda, cuda:1 ... (default: the GPU if there is one, else cpu)"
+_MODEL_HELP = "a checkpoint (.pt), or with --backend onnxruntime / openvino the exported .onnx / .xml"
 
 # Optional packages and the extra that installs them (pyproject.toml).
-_EXTRAS = {"trackeval": "tracking", "onnx": "onnx", "onnxruntime": "onnx", "onnxscript": "onnx"}
+_EXTRAS = {"trackeval": "tracking", "onnx": "onnx", "onnxruntime": "onnx", "onnxscript": "onnx",
+           "openvino": "openvino"}
 
 
 def _one_line(exc: BaseException) -> str:

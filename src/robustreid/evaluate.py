@@ -7,7 +7,9 @@ The paper reports rank-1 accuracy and mAP on Market1501 and DukeMTMC-reID (Table
 * ``FeatureExtractor``: images (paths, PIL images, HxWx3 uint8 RGB arrays) -> ``(N, D)`` CPU float tensor,
   preprocessed exactly as at test time in training (``loaders.TestTransform`` on the model's own
   ``data_config``), batched, in eval mode, without gradients. ``backend="onnxruntime"`` runs an ``.onnx``
-  export instead (``onnx_backend.OnnxEmbedder``; data config from the file's metadata), same inputs and outputs.
+  export instead (``onnx_backend.OnnxEmbedder``; data config from the file's metadata), ``backend="openvino"``
+  an ``.onnx`` or OpenVINO IR ``.xml`` (``openvino_backend.OpenVinoEmbedder``), same inputs and outputs;
+  ``precision="bf16"`` runs the torch network under bfloat16 autocast, OpenVINO with its bf16 hint.
 * ``extract_features``: dataset records -> ``(feats, pids, camids)`` through ``loaders.build_test_loader``.
 * ``evaluate``: a dataset's query / gallery split -> rank-1/5/10, mAP, mINP (percent, as papers report
   them) plus the CMC curve and the ranked gallery lists of a few sampled queries for ``report.py``. The
@@ -44,6 +46,7 @@ from .metrics import METRICS, SUMMARY_KEYS, compute_distmat, score
 
 __all__ = [
     "BACKENDS",
+    "PRECISIONS",
     "SUMMARY_KEYS",
     "FeatureExtractor",
     "evaluate",
@@ -56,7 +59,8 @@ __all__ = [
     "resolve_device",
 ]
 
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("torch", "onnxruntime", "openvino")
+PRECISIONS = ("fp32", "bf16")
 
 
 
@@ -95,6 +99,27 @@ def _prepare_onnx(path, device):
 
     embedder = OnnxEmbedder(path, device=device)
     return embedder, embedder.device
+
+
+def _prepare_openvino(path, device, precision: str):
+    """An ``.onnx`` / IR ``.xml`` path -> ``(openvino_backend.OpenVinoEmbedder, device)``."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"backend 'openvino' is not available for a {type(path).__name__}: it runs an exported "
+                         ".onnx or OpenVINO .xml file, pass its path (robustreid export --format openvino)")
+    from .openvino_backend import OpenVinoEmbedder  # openvino is optional: imported only for this backend
+
+    embedder = OpenVinoEmbedder(path, precision=precision, device=device)
+    return embedder, embedder.device
+
+
+def _check_backend(backend: str, precision: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend {backend!r} is not available: expected one of {BACKENDS}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}: expected one of {PRECISIONS}")
+    if backend == "onnxruntime" and precision != "fp32":
+        raise ValueError(f"precision={precision!r}: the onnxruntime backend runs the file as it is (fp32, or "
+                         "int8 from export.quantize_onnx); use backend 'torch' or 'openvino' for bf16")
 
 
 @contextlib.contextmanager
@@ -197,8 +222,12 @@ class FeatureExtractor:
             runs on the CPU, a model where its parameters are. A given model is moved to ``device``.
         batch_size: images per forward pass.
         num_workers: DataLoader worker processes decoding the images (0: in this process).
-        backend: ``"torch"`` (default) or ``"onnxruntime"`` (an onnxruntime session with
-            ``torch.get_num_threads()`` intra-op threads; ``self.model`` is then an ``onnx_backend.OnnxEmbedder``).
+        backend: ``"torch"`` (default), ``"onnxruntime"`` (an onnxruntime session with
+            ``torch.get_num_threads()`` intra-op threads; ``self.model`` is then an ``onnx_backend.OnnxEmbedder``)
+            or ``"openvino"`` (OpenVINO's CPU plugin on an ``.onnx`` or IR ``.xml``, as many threads;
+            ``self.model`` is an ``openvino_backend.OpenVinoEmbedder``).
+        precision: ``"fp32"`` (default) or ``"bf16"``: bfloat16 autocast for torch, the bf16 inference
+            precision hint for openvino (fp32 where the CPU has no bfloat16); onnxruntime: fp32 only.
         optimize: torch backend on a CPU: run a copy of the model made here, with BatchNorm folded into the
             convolutions, channels_last, on micro-batches of ``inference.CPU_MICRO_BATCH`` images (same
             descriptors up to float rounding, 2-3x faster). The copy is a snapshot: pass ``False`` to follow a
@@ -210,12 +239,14 @@ class FeatureExtractor:
     """
 
     def __init__(self, checkpoint_or_model, device: str | torch.device | None = None, batch_size: int = 64,
-                 num_workers: int = 0, backend: str = "torch", optimize: bool = True):
-        if backend not in BACKENDS:
-            raise ValueError(f"backend {backend!r} is not available: expected one of {BACKENDS}")
+                 num_workers: int = 0, backend: str = "torch", optimize: bool = True, precision: str = "fp32"):
+        _check_backend(backend, precision)
         _check_loader_args(batch_size, num_workers)
+        self.precision = precision
         if backend == "onnxruntime":
             self.model, self.device = _prepare_onnx(checkpoint_or_model, device)
+        elif backend == "openvino":
+            self.model, self.device = _prepare_openvino(checkpoint_or_model, device, precision)
         else:
             self.model, self.device = _prepare_model(checkpoint_or_model, device)
             self._net, self._optimized = _inference_model(self.model, self.device, optimize)
@@ -237,13 +268,15 @@ class FeatureExtractor:
         pin_memory = self.backend == "torch" and self.device.type == "cuda"
         loader = DataLoader(_InputDataset(items, self.transform), batch_size=self.batch_size, shuffle=False,
                             num_workers=self.num_workers, pin_memory=pin_memory)
-        if self.backend == "onnxruntime":
+        if self.backend != "torch":  # an exported file: one embed call per batch
             feats = [self.model.embed(imgs) for imgs in loader]
             return torch.cat(feats) if feats else torch.empty((0, self.feature_dim))
-        return _embed_batches(self._net, loader, self.device, optimized=self._optimized)
+        return _embed_batches(self._net, loader, self.device, amp=self.precision == "bf16",
+                              optimized=self._optimized)
 
     def __repr__(self) -> str:
-        return (f"FeatureExtractor(backend={self.backend!r}, device={str(self.device)!r}, "
+        return (f"FeatureExtractor(backend={self.backend!r}, precision={self.precision!r}, "
+                f"device={str(self.device)!r}, "
                 f"batch_size={self.batch_size}, feature_dim={self.feature_dim}, "
                 f"optimized={getattr(self, '_optimized', False)}, "
                 f"transform={self.transform!r})")
@@ -251,7 +284,8 @@ class FeatureExtractor:
 
 def extract_features(model, records: Sequence[Record], batch_size: int = 128, num_workers: int = 2,
                      device: str | torch.device | None = None,
-                     amp: bool = False, optimize: bool = True) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+                     amp: bool = False, optimize: bool = True, backend: str = "torch",
+                     precision: str = "fp32") -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     """Descriptors of dataset records, in record order: ``(feats, pids, camids)``.
 
     ``feats`` is a float32 CPU tensor ``(N, D)``; ``pids`` / ``camids`` are int64 numpy arrays. ``model`` is a
@@ -259,13 +293,22 @@ def extract_features(model, records: Sequence[Record], batch_size: int = 128, nu
     ``amp``: run the network under autocast (bfloat16; float16 on a GPU without bfloat16); the descriptors are float32.
     ``optimize`` (CPU only): run a copy with BatchNorm folded, in channels_last, on micro-batches of
     ``inference.CPU_MICRO_BATCH`` images (module ``robustreid.inference``); ``False``: the model as it is.
+    ``backend`` / ``precision``: as ``FeatureExtractor``'s (``model`` is then the exported file, or a
+    ``FeatureExtractor``); ``precision="bf16"`` with torch is ``amp``.
     """
     _check_loader_args(batch_size, num_workers)
-    model, device = _prepare_model(model, device)
+    _check_backend(backend, precision)
     records = list(records)
-    loader = build_test_loader(records, model.data_config, batch_size=batch_size, num_workers=num_workers)
-    net, optimized = _inference_model(model, device, optimize)
-    feats = _embed_batches(net, (imgs for imgs, *_ in loader), device, amp, optimized)
+    if backend != "torch" or isinstance(model, FeatureExtractor):
+        extractor = model if isinstance(model, FeatureExtractor) else FeatureExtractor(
+            model, device=device, batch_size=batch_size, num_workers=num_workers, backend=backend,
+            precision=precision)
+        feats = extractor([r.img_path for r in records])
+    else:
+        model, device = _prepare_model(model, device)
+        loader = build_test_loader(records, model.data_config, batch_size=batch_size, num_workers=num_workers)
+        net, optimized = _inference_model(model, device, optimize)
+        feats = _embed_batches(net, (imgs for imgs, *_ in loader), device, amp or precision == "bf16", optimized)
     pids = np.array([r.pid for r in records], dtype=np.int64)
     camids = np.array([r.camid for r in records], dtype=np.int64)
     return feats, pids, camids
@@ -325,13 +368,16 @@ def _sample_queries(num_query: int, num_samples: int) -> list[int]:
 
 def evaluate(model, dataset: ReidDataset, *, metric: str = "euclidean", batch_size: int = 128,
              num_workers: int = 2, device: str | torch.device | None = None, max_rank: int = 50,
-             num_samples: int = 8, topk: int = 10, amp: bool = False) -> dict:
+             num_samples: int = 8, topk: int = 10, amp: bool = False, backend: str = "torch",
+             precision: str = "fp32") -> dict:
     """Rank-1/5/10, mAP and mINP of ``model`` on ``dataset``'s query / gallery split (Section 4).
 
     ``model``: a ``ReIDNet`` (used where it is, its train / eval mode restored) or a checkpoint path.
     ``metric``: ``"euclidean"`` (squared, the default) or ``"cosine"``; both rank identically here since every
     descriptor has the same norm. Protocol and tie rule: ``metrics.evaluate_rank``. ``amp``: extract the
     descriptors with the network under autocast (``extract_features``); distances and metrics stay float32.
+    ``backend`` / ``precision``: as ``FeatureExtractor``'s; with ``"onnxruntime"`` / ``"openvino"``, ``model``
+    is the exported ``.onnx`` / ``.xml`` path.
 
     Returns a dict of plain Python values (JSON-serialisable):
 
@@ -348,7 +394,14 @@ def evaluate(model, dataset: ReidDataset, *, metric: str = "euclidean", batch_si
     for name, value in (("topk", topk), ("max_rank", max_rank)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}={value!r}: expected an integer >= 1")
-    model, device = _prepare_model(model, device)
+    _check_backend(backend, precision)
+    if backend == "torch":
+        model, device = _prepare_model(model, device)
+    else:  # one session / compiled model for both splits
+        model = FeatureExtractor(model, device=device, batch_size=batch_size, num_workers=num_workers,
+                                 backend=backend, precision=precision)
+        device = model.device
+    amp = amp or precision == "bf16"
     q_feats, q_pids, q_camids = extract_features(model, dataset.query, batch_size, num_workers, device, amp)
     g_feats, g_pids, g_camids = extract_features(model, dataset.gallery, batch_size, num_workers, device, amp)
     num_query = len(q_pids)
@@ -430,15 +483,18 @@ def list_images(inputs) -> list[str]:
 
 
 def extract_to_npz(checkpoint, inputs, out: str | os.PathLike, *, batch_size: int = 64, num_workers: int = 0,
-                   device: str | torch.device | None = None) -> dict:
+                   device: str | torch.device | None = None, backend: str = "torch",
+                   precision: str = "fp32") -> dict:
     """Descriptors of image files / folders (``list_images``) written to ``out`` as an ``.npz``, atomically.
 
     The archive holds ``features`` (float32 ``(N, D)``, L2-normalised branches) and ``paths`` (``(N,)``
     unicode strings, row order); ``np.load(out)`` reads it without pickle. ``checkpoint`` is a checkpoint
-    path or a ``ReIDNet``. Returns ``{"out", "num_images", "feature_dim"}``.
+    path or a ``ReIDNet`` (with ``backend`` ``"onnxruntime"`` / ``"openvino"``: the exported file; ``precision``:
+    see ``FeatureExtractor``). Returns ``{"out", "num_images", "feature_dim"}``.
     """
     paths = list_images(inputs)
-    extractor = FeatureExtractor(checkpoint, device=device, batch_size=batch_size, num_workers=num_workers)
+    extractor = FeatureExtractor(checkpoint, device=device, batch_size=batch_size, num_workers=num_workers,
+                                 backend=backend, precision=precision)
     feats = extractor(paths).numpy().astype(np.float32, copy=False)
     buffer = io.BytesIO()
     np.savez(buffer, features=feats, paths=np.array(paths, dtype=np.str_))

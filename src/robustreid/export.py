@@ -14,8 +14,12 @@ classifiers are training-only and are not exported.
 * ``OnnxEmbedder`` (``onnx_backend``, re-exported here): an onnxruntime session over such a file,
   ``embed(images) -> (B, D)`` like ``ReIDNet.embed``; ``evaluate.FeatureExtractor(path, backend="onnxruntime")``
   is built on it.
-* ``onnx_parity``: the same dataset ranked with two feature sources (PyTorch vs ONNX, or ONNX fp32 vs int8):
-  identical top-k gallery lists, max abs difference, and rank-1 / mAP of both.
+* ``export_openvino``: the same graph as an OpenVINO IR (``.xml`` + ``.bin``, fp32 weights), the metadata in
+  the IR's ``rt_info["robustreid"]`` section, checked against PyTorch by ``openvino_backend.OpenVinoEmbedder``
+  before it is written (``evaluate.FeatureExtractor(path, backend="openvino")`` runs it, or the ``.onnx``).
+* ``onnx_parity``: the same dataset ranked with two feature sources (PyTorch vs ONNX, ONNX fp32 vs int8, or
+  any extractor, e.g. an OpenVINO bf16 one): identical top-k gallery lists, max abs difference, and rank-1 /
+  mAP of both.
 * ``quantize_onnx``: onnxruntime static quantization (QDQ, per-channel int8 weights, activation ranges
   calibrated on training images preprocessed with the test transform).
 
@@ -26,7 +30,8 @@ needs ``onnxscript``, takes 10-20 s per network and no opset below 18 (its down-
 this graph).
 ``GridSample`` (the hard-attention crops, ``attention.crop_regions``) needs opset >= 16.
 
-``onnx`` and ``onnxruntime`` are optional dependencies (``pip install 'robustreid[onnx]'``); they are imported
+``onnx`` and ``onnxruntime`` are optional dependencies (``pip install 'robustreid[onnx]'``), as is ``openvino``
+(``pip install 'robustreid[openvino]'``, which also brings ``onnx`` for ``export_openvino``); they are imported
 only when a function here needs them, so ``import robustreid.export`` works without them.
 """
 
@@ -77,6 +82,7 @@ __all__ = [
     "PARITY_ATOL",
     "OnnxEmbedder",
     "export_onnx",
+    "export_openvino",
     "onnx_parity",
     "quantize_onnx",
     "read_onnx_metadata",
@@ -250,28 +256,97 @@ def export_onnx(checkpoint_or_model, out: str | os.PathLike, *, opset: int = DEF
 def _parity_check(model: nn.Module, data: bytes, inputs: Mapping[str, torch.Tensor], atol: float) -> dict:
     """Max abs difference of onnxruntime's descriptors (model bytes ``data``) to ``model.embed`` per input,
     with PyTorch's own float32 error (vs a float64 copy) and the resulting bound (see ``export_onnx``)."""
-    model64 = copy.deepcopy(model).double()
-    diffs, noise, bound = {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:  # OnnxEmbedder reads a file, like every user of the export
         path = Path(tmp) / "model.onnx"
         path.write_bytes(data)
-        embedder = OnnxEmbedder(path)
-        for name, x in inputs.items():
-            with torch.no_grad():
-                expected = model.embed(x)
-                noise[name] = float((expected.double() - model64.embed(x.double())).abs().max())
-            diffs[name] = float((embedder.embed(x) - expected).abs().max())
-            bound[name] = max(float(atol), PARITY_NOISE_FACTOR * noise[name])
+        return _parity(model, OnnxEmbedder(path).embed, inputs, atol)
+
+
+def _parity(model: nn.Module, embed, inputs: Mapping[str, torch.Tensor], atol: float) -> dict:
+    """``embed``'s descriptors against ``model.embed`` per input (bounds: see ``export_onnx``)."""
+    model64 = copy.deepcopy(model).double()
+    diffs, noise, bound = {}, {}, {}
+    for name, x in inputs.items():
+        with torch.no_grad():
+            expected = model.embed(x)
+            noise[name] = float((expected.double() - model64.embed(x.double())).abs().max())
+        diffs[name] = float((embed(x) - expected).abs().max())
+        bound[name] = max(float(atol), PARITY_NOISE_FACTOR * noise[name])
     return {"max_abs_diff": diffs, "torch_fp32_error": noise, "tolerance": bound, "atol": float(atol),
             "ok": all(diffs[name] <= bound[name] for name in diffs)}
 
 
+def export_openvino(checkpoint_or_model, out: str | os.PathLike, *, opset: int = DEFAULT_OPSET,
+                    dynamic_batch: bool = True, check: bool = True, check_images: Sequence | None = None,
+                    atol: float = PARITY_ATOL) -> dict:
+    """Export the test descriptor of a checkpoint or model to an OpenVINO IR: ``out`` (``.xml``) and the
+    ``.bin`` of the same name beside it.
+
+    The graph is ``export_onnx``'s (traced to ONNX in memory, then read by OpenVINO's ONNX front end), saved
+    with fp32 weights (``save_model(compress_to_fp16=False)``: the precision is chosen when the model is run,
+    ``OpenVinoEmbedder(precision=...)``). The metadata (data config, architecture, descriptor length) goes in
+    the IR's ``rt_info["robustreid"]`` section, so the IR alone is enough (``read_openvino_metadata``). With
+    ``check`` (default) the IR is run by OpenVINO in fp32 before it is written, against PyTorch, with the
+    bounds of ``export_onnx``; a mismatch is a ``RuntimeError`` and nothing is written. Both files are
+    written atomically, the ``.bin`` first.
+
+    Returns ``{"out", "bin", "bytes", "opset", "dynamic_batch", "arch_name", "feature_dim", "input_size",
+    "openvino_version", "parity"}`` (``parity`` as in ``export_onnx``).
+    """
+    from .openvino_backend import RT_INFO_SECTION, OpenVinoEmbedder, _import_openvino
+
+    ov = _import_openvino()
+    opset = _check_opset(opset, dynamo=False)
+    if not (isinstance(atol, (int, float)) and atol > 0):
+        raise ValueError(f"atol={atol!r}: expected a positive number")
+    out = Path(out)
+    if out.suffix.lower() != ".xml" or out.is_dir():
+        raise ValueError(f"output {out}: expected an OpenVINO IR file path ending in .xml (its .bin goes beside it)")
+    model = _cpu_copy(checkpoint_or_model)
+    onnx = _import("onnx")
+    proto = _export_proto(model, opset, dynamic_batch, dynamo=False)
+    props = _metadata_props(model)
+    onnx.helper.set_model_props(proto, props)
+    with tempfile.TemporaryDirectory(prefix="robustreid-openvino-") as tmp:
+        onnx_path, xml = Path(tmp) / "model.onnx", Path(tmp) / "model.xml"
+        onnx_path.write_bytes(proto.SerializeToString())
+        ov_model = ov.Core().read_model(str(onnx_path))
+        for key, value in props.items():
+            ov_model.set_rt_info(value, [RT_INFO_SECTION, key.removeprefix(METADATA_PREFIX)])
+        ov_model.set_rt_info(ov.__version__, [RT_INFO_SECTION, "openvino_version"])
+        ov.save_model(ov_model, str(xml), compress_to_fp16=False)
+        parity = None
+        if check:
+            batch_sizes = (1, 3) if dynamic_batch else (1,)
+            images = _synthetic_crops() if check_images is None else list(check_images)
+            inputs = _parity_inputs(model.data_config, batch_sizes, images)
+            parity = _parity(model, OpenVinoEmbedder(xml, num_threads=torch.get_num_threads()).embed, inputs,
+                             atol)
+            if not parity["ok"]:
+                raise RuntimeError(f"OpenVINO export of {_arch_name(model.arch)} does not match PyTorch: max abs "
+                                   f"differences {parity['max_abs_diff']} exceed {parity['tolerance']}; "
+                                   f"{out} was not written")
+        xml_bytes, bin_bytes = xml.read_bytes(), xml.with_suffix(".bin").read_bytes()
+    write_bytes(out.with_suffix(".bin"), bin_bytes)
+    write_bytes(out, xml_bytes)
+    return {"out": str(out), "bin": str(out.with_suffix(".bin")), "bytes": len(xml_bytes) + len(bin_bytes),
+            "opset": opset, "dynamic_batch": bool(dynamic_batch), "arch_name": _arch_name(model.arch),
+            "feature_dim": int(model.feature_dim), "input_size": list(model.data_config["input_size"]),
+            "openvino_version": ov.__version__, "parity": parity}
+
+
 # ---------------------------------------------------------------------------------------------- parity
 def _features(source, records, batch_size: int) -> torch.Tensor:
-    """Descriptors of ``records`` by a ``ReIDNet`` / checkpoint (torch) or an ``.onnx`` file (onnxruntime)."""
-    if isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() == ".onnx":
-        extractor = FeatureExtractor(source, batch_size=batch_size, backend="onnxruntime")
+    """Descriptors of ``records`` by a ``ReIDNet`` / checkpoint (torch), an ``.onnx`` file (onnxruntime), an
+    OpenVINO IR ``.xml`` (openvino, fp32) or an extractor (image paths -> ``(N, D)``, e.g. a
+    ``FeatureExtractor``)."""
+    suffix = Path(source).suffix.lower() if isinstance(source, (str, os.PathLike)) else None
+    if suffix in (".onnx", ".xml"):
+        backend = "onnxruntime" if suffix == ".onnx" else "openvino"
+        extractor = FeatureExtractor(source, batch_size=batch_size, backend=backend)
         return extractor([r.img_path for r in records])
+    if callable(source) and not isinstance(source, nn.Module):
+        return torch.as_tensor(source([r.img_path for r in records]), dtype=torch.float32)
     return extract_features(source, records, batch_size=batch_size, num_workers=0)[0]
 
 
@@ -306,8 +381,10 @@ def onnx_parity(reference, candidate, dataset: ReidDataset, *, topk: int = 10, b
                 tie_tol: float = 1e-3) -> dict:
     """Rank ``dataset``'s query / gallery split with two feature sources and compare the results.
 
-    ``reference`` / ``candidate``: a ``ReIDNet`` or checkpoint path (PyTorch) or an ``.onnx`` path
-    (onnxruntime): a checkpoint vs its export, or an fp32 export vs its int8 quantization. Every query's
+    ``reference`` / ``candidate``: a ``ReIDNet`` or checkpoint path (PyTorch), an ``.onnx`` path
+    (onnxruntime), an OpenVINO IR ``.xml`` path (OpenVINO fp32) or an extractor (image paths -> ``(N, D)``,
+    e.g. ``FeatureExtractor(path, backend="openvino", precision="bf16")``): a checkpoint vs its export, or an
+    fp32 export vs its int8 quantization. Every query's
     top-``topk`` gallery list (``evaluate.rank_gallery``) is compared. Returns:
 
     * ``identical_topk``, ``queries_differing``: exact equality of the lists;

@@ -38,7 +38,9 @@ def _import(name: str):
     try:
         return __import__(name, fromlist=["_"])
     except ImportError as exc:
-        raise ImportError(f"{name} is not installed ({exc}); {_INSTALL_HINT}") from None
+        # ModuleNotFoundError named after the package: the CLI prints it as one line naming the extra
+        raise ModuleNotFoundError(f"{name} is not installed ({exc}); {_INSTALL_HINT}",
+                                  name=name.split(".")[0]) from None
 
 
 # ------------------------------------------------------------------------------------------- metadata
