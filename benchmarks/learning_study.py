@@ -44,7 +44,7 @@ from robustreid.model import build_model
 from robustreid.schedule import lr_at
 from robustreid.swag import update_bn
 from robustreid.losses import ReIDCriterion
-from robustreid.train import fit
+from robustreid.train import fit, train_step
 
 # Each setting: overrides on top of the recipe. "old" is the network as it was before the study (Kaiming
 # fan-out init, ReLU after each FC head's BatchNorm); the others change one or two readings the paper leaves open.
@@ -98,15 +98,9 @@ def relative_updates(cfg, dataset, steps: int) -> dict:
     for step, (imgs, pids, _, _) in enumerate(loader):
         if step == steps:
             break
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step / len(loader), cfg.schedule)
         before = _snapshot(model)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.amp):
-            out = model(imgs)
-        loss, _ = criterion(out, pids)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(model, imgs, pids, optimizer, criterion, lr_at(step / len(loader), cfg.schedule),
+                   torch.bfloat16 if cfg.amp else None)
         with torch.no_grad():
             for n, m in modules.items():
                 ratios[n].append(float((m.weight - before[n]).norm() / before[n].norm().clamp_min(1e-12)))

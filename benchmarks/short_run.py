@@ -28,6 +28,7 @@ from robustreid.layers import ShuffleA
 from robustreid.loaders import RandomErasing, build_train_loader
 from robustreid.model import build_model
 from robustreid.losses import ReIDCriterion
+from robustreid.train import train_step
 
 
 def reinit(model: nn.Module, init: str | None) -> None:
@@ -86,14 +87,8 @@ def main() -> None:
         for imgs, pids, _, _ in loader:
             if step == args.steps:
                 break
-            for group in optimizer.param_groups:
-                group["lr"] = lr_of(step, args)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.amp):
-                out = model(imgs)
-            loss, parts = criterion(out, pids)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            _, parts = train_step(model, imgs, pids, optimizer, criterion, lr_of(step, args),
+                                  torch.bfloat16 if args.amp else None)
             recent = (recent + [parts])[-20:]
             step += 1
     train_seconds = time.perf_counter() - start

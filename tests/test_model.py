@@ -1,4 +1,5 @@
-"""The networks of Table 1 / Table 2: one parametrised suite over every model, plus the building blocks."""
+"""The networks of Table 1 / Table 2: one parametrised suite over every model (the building blocks are tested in
+test_layers.py and test_attention.py)."""
 
 import dataclasses
 
@@ -6,8 +7,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from robustreid.attention import HardAttention, crop_regions
-from robustreid.layers import GeM, ShuffleA, ShuffleB, channel_shuffle, concat_shuffle, global_pool
 from robustreid.model import MODELS, Architecture, build_model, list_models
 from robustreid.profile import count_macs, count_params
 
@@ -107,8 +106,21 @@ def test_torch_export(model):
 
 
 def test_data_config_is_carried(model):
+    # Input size: the paper's 160x64 (H x W; Table 1's first row, and HA-CNN's input). Mean / std: the ImageNet
+    # statistics model.py documents (written out here, torchvision's values, not imported from model.py).
     assert model.data_config["input_size"] == (160, 64)
-    assert len(model.data_config["mean"]) == 3 and len(model.data_config["std"]) == 3
+    assert tuple(model.data_config["mean"]) == (0.485, 0.456, 0.406)
+    assert tuple(model.data_config["std"]) == (0.229, 0.224, 0.225)
+    # and the transforms read it from the model: a 160x64 image of the mean colour normalises to ~0
+    from PIL import Image
+
+    from robustreid.loaders import TestTransform
+
+    mean = model.data_config["mean"]
+    image = Image.new("RGB", (64, 160), tuple(round(255 * m) for m in mean))
+    x = TestTransform(model.data_config)(image)
+    assert x.shape == (3, 160, 64)
+    assert x.abs().max() < 0.5 / 255 / min(model.data_config["std"])  # within the 8-bit rounding of the colour
 
 
 def test_macs_against_paper(model_name, model):
@@ -207,84 +219,6 @@ def test_shuffle_stage_layout_follows_table1():
             assert x.shape[2:] == size
 
 
-# ---- building blocks against independent references ---------------------------------------------------------
-
-
-def test_channel_shuffle_matches_index_loop():
-    x = torch.arange(2 * 12 * 2 * 3, dtype=torch.float32).view(2, 12, 2, 3)
-    groups = 3
-    per = 12 // groups
-    expected = torch.stack([x[:, j * per + i] for i in range(per) for j in range(groups)], dim=1)
-    torch.testing.assert_close(channel_shuffle(x, groups), expected)
-    with pytest.raises(ValueError, match="equal groups"):
-        channel_shuffle(x, 5)
-
-
-def test_concat_shuffle_equals_cat_then_shuffle():
-    a, b = torch.randn(2, 6, 3, 4), torch.randn(2, 6, 3, 4)
-    expected = channel_shuffle(torch.cat([a, b], dim=1), 2)
-    torch.testing.assert_close(concat_shuffle(a, b), expected, rtol=0, atol=0)
-    cl = torch.channels_last
-    out = concat_shuffle(a.contiguous(memory_format=cl), b.contiguous(memory_format=cl))
-    assert out.is_contiguous(memory_format=cl)
-    torch.testing.assert_close(out, expected, rtol=0, atol=0)
-    with pytest.raises(ValueError, match="one shape"):
-        concat_shuffle(a, b[:, :4])
-
-
-def test_gem_matches_equation_6():
-    x = torch.rand(2, 5, 3, 4) + 0.1
-    gem = GeM(p=3.0)
-    expected = torch.stack([torch.stack([(x[b, c] ** 3).mean() ** (1 / 3) for c in range(5)]) for b in range(2)])
-    torch.testing.assert_close(gem(x), expected)
-    with torch.no_grad():
-        gem.p.fill_(1.0)
-    torch.testing.assert_close(gem(x), x.mean(dim=(2, 3)))
-    with torch.no_grad():
-        gem.p.fill_(60.0)
-    torch.testing.assert_close(gem(x), x.amax(dim=(2, 3)), rtol=0.05, atol=0)
-    torch.testing.assert_close(global_pool("max")(x), x.amax(dim=(2, 3)))
-    with torch.no_grad():
-        gem.p.fill_(3.0)
-    big = x * 1e13  # x^3 overflows float32 here; GeM is homogeneous, so the result scales by 1e13
-    torch.testing.assert_close(gem(big), expected * 1e13)
-    assert isinstance(global_pool("gem"), GeM) and global_pool("gem").p.item() == 3.0
-
-
-def test_shuffle_blocks_shapes_and_identity_half():
-    a = ShuffleA(8).eval()
-    x = torch.randn(1, 8, 6, 4)
-    y = a(x)
-    assert y.shape == x.shape
-    # After the shuffle the untouched half sits at the even channels.
-    torch.testing.assert_close(y[:, 0::2], x[:, :4])
-    b = ShuffleB(8, 16, stride=2)
-    assert b(x).shape == (1, 16, 3, 2)
-    with pytest.raises(ValueError, match="divisible by 2"):
-        ShuffleB(8, 15)
-
-
-def test_crop_regions_initial_layout_equals_row_slices():
-    # At initialisation the hard attention places 4 full-width stripes at evenly spaced heights; with an output
-    # of exactly a quarter of the rows, sampling lands on pixel centres and each crop is a slice of the map.
-    x = torch.randn(2, 3, 8, 4)
-    theta = HardAttention(3)(torch.randn(2, 3, 5, 5))
-    crops = crop_regions(x, theta, (2, 4)).view(2, 4, 3, 2, 4)
-    for r in range(4):
-        torch.testing.assert_close(crops[:, r], x[:, :, 2 * r : 2 * r + 2])
-
-
-def test_crop_regions_translation_moves_the_window():
-    x = torch.arange(16.0).view(1, 1, 16, 1).expand(1, 1, 16, 2).contiguous()
-    # One region (scale 1 in height): a shift of ty = 2 * 4/16 moves the window down by 4 rows.
-    theta = torch.tensor([[[0.0, 0.5]]])
-    crop = crop_regions(x, theta, (8, 2))
-    expected_rows = torch.tensor([4.0, 6, 8, 10, 12, 14, 0, 0])  # zero padding past the bottom edge
-    assert crop.shape == (1, 1, 8, 2)
-    # Output pixel i samples input row 2i + 4.5 (bilinear between rows 2i+4 and 2i+5) where inside the map.
-    torch.testing.assert_close(crop[0, 0, :6, 0], expected_rows[:6] + 0.5)
-
-
 # ---- readings the paper leaves open: convolution init, the FC head's activation ------------------------------
 
 
@@ -363,3 +297,18 @@ def test_reset_classifier_keeps_the_descriptor_and_changes_the_logits():
     assert model(x).global_logits is None and len(model.classifiers) == 0
     with pytest.raises(ValueError, match="num_classes must be >= 0"):
         model.reset_classifier(-1)
+
+
+def test_forward_head_is_the_one_descriptor_path(model):
+    # forward, embed and forward_head(pre_logits=True) all build the descriptor from forward_features' branches
+    model.eval()
+    x = torch.randn(3, 3, 160, 64)
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        by_hand = torch.cat([f / f.norm(dim=1, keepdim=True) for f in feats if f is not None], dim=1)
+        torch.testing.assert_close(model.forward_head(feats, pre_logits=True), by_hand)
+        out = model.forward_head(feats)
+        torch.testing.assert_close(out.embedding, by_hand)
+        branch = feats[0] / feats[0].norm(dim=1, keepdim=True) if model.arch.l2_norm else feats[0]
+        torch.testing.assert_close(out.global_logits, model.classifiers[0](branch))
+    model.train()

@@ -309,23 +309,28 @@ class ReIDNet(nn.Module):
         pooled = self.local_pool(local).view(x.shape[0], arch.num_regions * local.shape[1])
         return global_feat, self.local_head(pooled)
 
-    def forward(self, x: torch.Tensor) -> ReIDOutput:
-        global_feat, local_feat = self.forward_features(x)
+    def forward_head(self, feats: tuple[torch.Tensor, torch.Tensor | None],
+                     pre_logits: bool = False) -> ReIDOutput | torch.Tensor:
+        """Branch features (``forward_features``) -> ``ReIDOutput`` (the L2-normalised features of Table 2's
+        "L2 norm" column, the identity logits and the test descriptor), or with ``pre_logits=True`` the test
+        descriptor alone, ``(B, feature_dim)``: each branch unit-norm, concatenated."""
+        branches = [f for f in feats if f is not None]
+        embedding = torch.cat([F.normalize(f, dim=1) for f in branches], dim=1)
+        if pre_logits:
+            return embedding
         if self.arch.l2_norm:
-            global_feat = F.normalize(global_feat, dim=1)
-            local_feat = None if local_feat is None else F.normalize(local_feat, dim=1)
-        feats = [global_feat] if local_feat is None else [global_feat, local_feat]
-        logits = [clf(f) for clf, f in zip(self.classifiers, feats)] if self.classifiers else [None, None]
-        embedding = torch.cat([F.normalize(f, dim=1) for f in feats], dim=1)
-        return ReIDOutput(
-            global_feat, local_feat, logits[0], logits[1] if len(logits) > 1 else None, embedding
-        )
+            branches = [F.normalize(f, dim=1) for f in branches]
+        logits = [clf(f) for clf, f in zip(self.classifiers, branches)] if self.classifiers else []
+        logits += [None] * (2 - len(logits))
+        return ReIDOutput(branches[0], branches[1] if len(branches) > 1 else None, logits[0], logits[1], embedding)
+
+    def forward(self, x: torch.Tensor) -> ReIDOutput:
+        return self.forward_head(self.forward_features(x))
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The test descriptor only (no classifiers run): ``(B, feature_dim)``, each branch unit-norm."""
-        feats = [f for f in self.forward_features(x) if f is not None]
-        return torch.cat([F.normalize(f, dim=1) for f in feats], dim=1)
+        return self.forward_head(self.forward_features(x), pre_logits=True)
 
 
 def list_models() -> list[str]:

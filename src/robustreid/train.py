@@ -187,6 +187,30 @@ def _progress(line: str, i: int, iters: int, stream=sys.stderr) -> None:
     stream.flush()
 
 
+def train_step(model: nn.Module, imgs: torch.Tensor, pids: torch.Tensor, optimizer: torch.optim.Optimizer,
+               criterion: ReIDCriterion, lr: float, amp_dtype: torch.dtype | None = None,
+               scaler: torch.amp.GradScaler | None = None) -> tuple[torch.Tensor, dict]:
+    """One SGD step at learning rate ``lr``: forward (under autocast to ``amp_dtype`` unless None), the
+    objective, backward, update. Returns the loss and its parts; a non-finite loss raises ``TrainingDiverged``
+    before any weight changes. ``scaler``: float16's gradient scaler (``amp.needs_grad_scaler``), else None."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    with torch.autocast(imgs.device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+        out = model(imgs)
+    loss, parts = criterion(out, pids)
+    if not math.isfinite(loss.item()):
+        raise TrainingDiverged(f"loss became {loss.item()}")
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:  # float16 autocast (CUDA without bfloat16): scale the loss so small gradients do not underflow
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    return loss, parts
+
+
 def train_one_epoch(
     model: nn.Module,
     loader,
@@ -211,25 +235,13 @@ def train_one_epoch(
     lr = lr_at(epoch, cfg.schedule)
     for i, (imgs, pids, _, _) in enumerate(loader):
         lr = lr_at(epoch + i / iters, cfg.schedule)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
         imgs, pids = imgs.to(device, non_blocking=True), pids.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=cfg.amp):
-            out = model(imgs)
-        loss, parts = criterion(out, pids)
-        if not math.isfinite(loss.item()):
-            raise TrainingDiverged(
-                f"loss became {loss.item()} at epoch {epoch} iteration {i} (lr {lr:.3g}); "
-                "training stopped, the last checkpoint is unchanged"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is None:
-            loss.backward()
-            optimizer.step()
-        else:  # float16 autocast (CUDA without bfloat16): scale the loss so small gradients do not underflow
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+        try:
+            loss, parts = train_step(model, imgs, pids, optimizer, criterion, lr, amp_dtype if cfg.amp else None,
+                                     scaler)
+        except TrainingDiverged as e:
+            raise TrainingDiverged(f"{e} at epoch {epoch} iteration {i} (lr {lr:.3g}); training stopped, the last "
+                                   "checkpoint is unchanged") from None
         seen += len(imgs)
         for k, v in {"loss": loss.item(), **parts}.items():
             totals[k] = totals.get(k, 0.0) + v
@@ -333,47 +345,29 @@ def fit(
     out_dir = Path(out_dir)
     rank, world, dev = _setup_distributed(device)
     main_process = rank == 0
-    if main_process:
-        out_dir.mkdir(parents=True, exist_ok=True)
     show_progress = show_progress and main_process
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    if check_images:
-        _check_dataset_images(dataset, log if show_progress else None)
-    if cfg.eval_every_epochs or final_eval or cfg.schedule.swag_cycles:
-        _check_evaluable(dataset)
+    _preflight(cfg, dataset, out_dir, main_process, check_images, final_eval, log if show_progress else None)
 
     # 1. set up
     model, loader, optimizer, criterion, scaler = _setup(cfg, dataset, dev, rank, world)
-    swag = None
-    start_epoch, best_map, history = 0, -1.0, []
+    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
 
     # 2. resume / initialise
-    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
     if resume:
         start_epoch, best_map, history, swag = _restore(last_path, cfg, model, optimizer, scaler)
         log(f"resumed {last_path} at epoch {start_epoch}")
-    elif init_checkpoint is not None:
-        model.load_state_dict(model_from_checkpoint(init_checkpoint, num_classes=model.num_classes,
-                                                    arch=model.arch).state_dict())
-        start_epoch = cfg.schedule.epochs
-    elif cfg.init_relative_update:  # a fresh run: balance the layers' relative updates on the first batch
-        loader.sampler.set_epoch(0)
-        imgs, pids, _, _ = next(iter(loader))
-        model.train()
-        balance_init(model, lambda: criterion(model(imgs.to(dev)), pids.to(dev))[0], cfg.schedule.base_lr,
-                     cfg.init_relative_update)
+    else:
+        start_epoch, best_map, history = _initialise(cfg, model, loader, criterion, dev, init_checkpoint), -1.0, []
+        swag = None
     if cfg.schedule.swag_cycles and swag is None:
         swag = _make_swag(model, cfg)
-    net = model
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    net = model if world == 1 else nn.parallel.DistributedDataParallel(
+        model, device_ids=[dev.index] if dev.type == "cuda" else None)
     logger = _open_run_folder(out_dir, main_process, cfg, history)
-    if main_process and init_checkpoint is not None and not resume:
-        # the model the stage starts from (Table 3: before / SWA / SWAG)
-        record = {"kind": "eval", "stage": "start", "epoch": start_epoch - 1, **_evaluate(model, dataset, cfg, dev)}
-        history.append(record)
-        logger.write(record)
+    if main_process and init_checkpoint is not None and not resume:  # the stage's start (Table 3: "before")
+        history.append({"kind": "eval", "stage": "start", "epoch": start_epoch - 1,
+                        **_evaluate(model, dataset, cfg, dev)})
+        logger.write(history[-1])
 
     def checkpoint(epoch_done: int) -> dict:
         return {**model_state(model), "optimizer": optimizer.state_dict(),
@@ -385,6 +379,7 @@ def fit(
     total = cfg.schedule.total_epochs
     if main_process and start_epoch < total:
         log(run_plan(cfg, len(loader)))
+    run_start = time.perf_counter()
     for epoch in range(start_epoch, total):
         stats = train_one_epoch(net, loader, optimizer, criterion, epoch, cfg, dev, show_progress, scaler)
         stage = "main" if epoch < cfg.schedule.epochs else "swag"
@@ -400,23 +395,69 @@ def fit(
         is_last_main = epoch == cfg.schedule.epochs - 1
         if main_process and cfg.eval_every_epochs and ((epoch + 1) % cfg.eval_every_epochs == 0 or is_last_main):
             metrics = _evaluate(model, dataset, cfg, dev)
-            eval_record = {"kind": "eval", "epoch": epoch, **metrics}
-            history.append(eval_record)
+            history.append({"kind": "eval", "epoch": epoch, **metrics})
             if metrics["mAP"] > best_map:
                 best_map = metrics["mAP"]
                 save_checkpoint(checkpoint(epoch + 1), best_path)
             save_checkpoint(checkpoint(epoch + 1), last_path)
-            logger.write(eval_record)
+            logger.write(history[-1])
             log(f"epoch {epoch}: rank-1 {metrics['rank1']:.1f} mAP {metrics['mAP']:.1f}")
+        if show_progress and epoch + 1 < total:
+            log(time_left(time.perf_counter() - run_start, epoch + 1 - start_epoch, total - epoch - 1))
 
     # 5. the end: the last iterate's scores, then (with SWAG) the averaged model's
-    summary: dict = {"epochs": total, "config": config_to_dict(cfg), "versions": _versions()}
+    return _finish(model, swag, loader, dataset, cfg, dev, history, out_dir, main_process, final_eval,
+                   lambda: checkpoint(total))
+
+
+def time_left(elapsed: float, epochs_done: int, epochs_left: int) -> str:
+    """The run's estimated time to go, at the pace of the epochs done so far (their evaluations included)."""
+    return (f"{epochs_left} epoch(s) to go: ~{elapsed / epochs_done * epochs_left / 60:.1f} min at "
+            f"{elapsed / epochs_done / 60:.1f} min / epoch")
+
+
+def _preflight(cfg: TrainConfig, dataset: ReidDataset, out_dir: Path, main_process: bool, check_images: bool,
+               final_eval: bool, log: Callable[[str], None] | None) -> None:
+    """Everything that can fail before the first step: the run folder, unreadable images, a query set that no
+    evaluation could score."""
+    if main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    if check_images:
+        _check_dataset_images(dataset, log)
+    if cfg.eval_every_epochs or final_eval or cfg.schedule.swag_cycles:
+        _check_evaluable(dataset)
+
+
+def _initialise(cfg: TrainConfig, model: nn.Module, loader, criterion: ReIDCriterion, dev: torch.device,
+                init_checkpoint: dict | None) -> int:
+    """A fresh run's weights; returns its first epoch. ``init_checkpoint``: a finished run's weights, the SWAG
+    stage starts after its main stage; otherwise ``cfg.init_relative_update`` balances the layers' relative
+    updates on the first batch (``balance_init``)."""
+    if init_checkpoint is not None:
+        model.load_state_dict(model_from_checkpoint(init_checkpoint, num_classes=model.num_classes,
+                                                    arch=model.arch).state_dict())
+        return cfg.schedule.epochs
+    if cfg.init_relative_update:
+        loader.sampler.set_epoch(0)
+        imgs, pids, _, _ = next(iter(loader))
+        model.train()
+        balance_init(model, lambda: criterion(model(imgs.to(dev)), pids.to(dev))[0], cfg.schedule.base_lr,
+                     cfg.init_relative_update)
+    return 0
+
+
+def _finish(model: nn.Module, swag, loader, dataset: ReidDataset, cfg: TrainConfig, dev: torch.device,
+            history: list, out_dir: Path, main_process: bool, final_eval: bool, checkpoint: Callable[[], dict]) -> dict:
+    """The last iterate's scores, then (with SWAG) the averaged model's; ``summary.json``."""
+    summary: dict = {"epochs": cfg.schedule.total_epochs, "config": config_to_dict(cfg), "versions": _versions()}
     if main_process:
         if final_eval or (swag is not None and swag.n_models):
             summary["final"] = _evaluate(model, dataset, cfg, dev)
         if swag is not None and swag.n_models:
             summary.update(_swag_finish(model, swag, loader, dataset, cfg, dev, history, summary["final"]))
-            save_checkpoint(checkpoint(total), out_dir / "swa.pt")
+            save_checkpoint(checkpoint(), out_dir / "swa.pt")
         write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
     if dist.is_initialized():
         dist.barrier()
