@@ -227,6 +227,26 @@ def test_calibration_on_the_validation_part(room):
         calibrate_reentry(room / "validation")
 
 
+def test_calibration_keeps_a_bounded_part_of_each_track(room):
+    # only a track's entry (first entry_descriptors) and its last max_descriptors embeddings are ever compared,
+    # so only those are kept, however long the validation run
+    from robustreid.tracking.motio import load_sequence
+    from robustreid.tracking.run import _Counter, _labelled_tracks
+    from robustreid.tracking.scene import scene_sequences
+    from robustreid.tracking.tracker import TrackerConfig
+
+    (_, path), *_ = scene_sequences(room / "validation")
+    seq = load_sequence(path)
+    tracks = _labelled_tracks(seq, 0, oracle, TrackerConfig(use_reid=True), 3, 4, _Counter(seq.info.seq_length, None))
+    long_tracks = [t for t in tracks if t.tail and t.tail[-1][0] - t.head[0][0] >= 10]
+    assert long_tracks  # the check below is about tracks longer than the bound
+    for t in tracks:
+        assert 1 <= len(t.head) <= 3 and 1 <= len(t.tail) <= 4
+        frames = [f for f, _, _ in t.tail]
+        assert frames == sorted(frames) and t.head[0][0] <= frames[0]
+        assert all(abs(np.linalg.norm(e) - 1.0) < 1e-9 for _, _, e in t.head + list(t.tail))
+
+
 def test_track_room_oracle_vs_no_reid(room, tmp_path):
     none = track_room(room, tmp_path / "none")
     reid = track_room(room, tmp_path / "oracle", embed_fn=oracle)

@@ -26,8 +26,9 @@ import os
 import re
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -182,54 +183,101 @@ def calibrate_reentry(validation_dir, extractor=None, *, far: float = 0.05,
         raise ValueError("calibrate_reentry needs a ReID model: pass extractor (or embed_fn)")
     config = _resolve_config(config, embed)
     seqs = [load_sequence(path) for _, path in cams]
-    total, done = sum(s.info.seq_length for s in seqs), 0
-    tracks = []  # per track: (unit embeddings (n, D), gt labels (n,), frames (n,), end frame, camera rank)
-    for rank, seq in enumerate(seqs):
-        if seq.gt is None:
-            raise FileNotFoundError(f"{seq.root / 'gt' / 'gt.txt'}: a validation sequence needs ground truth")
-        gt_frames = frame_rows(seq.gt[seq.gt[:, 6] != 0], seq.info.seq_length)
-        tracker = Tracker(config)
-        seen: dict[int, list[tuple[int, int, np.ndarray]]] = {}  # track -> [(frame, label, embedding)]
-        ended_at: dict[int, int] = {}
-        for f, (boxes, scores, feats) in enumerate(_frame_inputs(seq, embed), start=1):
-            out = tracker.update(boxes, scores, feats)
-            if feats is not None and len(out.track_ids):
-                feats = np.asarray(feats.detach().cpu() if hasattr(feats, "detach") else feats, np.float64)
-                gt = gt_frames[f - 1]
-                iou = box_iou(out.boxes_xyxy, xywh_to_xyxy(gt[:, 2:6]))
-                for k, (track_id, j) in enumerate(zip(out.track_ids, out.det_indices)):
-                    best = int(np.argmax(iou[k])) if iou.shape[1] else -1
-                    label = int(gt[best, 1]) if best >= 0 and iou[k, best] >= 0.5 else -1
-                    seen.setdefault(int(track_id), []).append((f, label, feats[j]))
-            ended_at.update({int(t): f for t in out.ended})
-            done += 1
-            if progress is not None:
-                progress(done, total)
-        for track_id, items in seen.items():
-            emb = np.stack([e for _, _, e in items])
-            labels = np.array([lab for _, lab, _ in items])
-            tracks.append((emb / np.linalg.norm(emb, axis=1, keepdims=True), labels,
-                           np.array([f for f, _, _ in items]), ended_at.get(track_id, math.inf), rank))
+    counter = _Counter(sum(s.info.seq_length for s in seqs), progress)
+    tracks = [track for rank, seq in enumerate(seqs)
+              for track in _labelled_tracks(seq, rank, embed, config, entry_descriptors, max_descriptors, counter)]
+    genuine, impostor, entries = _entry_distances(tracks, entry_descriptors)
+    if not genuine or not impostor:
+        raise ValueError(f"{root}: the validation part gave {len(genuine)} genuine and {len(impostor)} "
+                         "impostor re-entry distances; both are needed (write a longer validation part, "
+                         "with more people)")
+    cal = calibrate_threshold(genuine, impostor, far=far)
+    return {"threshold": cal.threshold, "far": cal.far, "tar": cal.tar, "genuine": len(genuine),
+            "impostor": len(impostor), "entries": entries}
 
-    need = entry_descriptors
-    # the order in which the room tracker decides entries: by time step, then by camera
-    entry_order = [(frames[min(need, len(frames)) - 1], rank) for _, _, frames, _, rank in tracks]
+
+class _Counter:
+    """Frames done across the validation cameras, reported to ``progress``."""
+
+    def __init__(self, total: int, progress: Progress | None):
+        self.total, self.done, self.progress = total, 0, progress
+
+    def tick(self) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
+@dataclass
+class _LabelledTrack:
+    """What calibration keeps of one validation track, bounded whatever its length: the first ``need``
+    embeddings (its entry) and the last ``max_descriptors`` (the bank the gallery holds once it has ended),
+    each unit-norm with its gt label (-1: no gt box), plus the frame its entry is decided and its end."""
+
+    head: list = field(default_factory=list)  # [(frame, label, unit embedding)], at most need
+    tail: deque = field(default_factory=deque)  # the same, at most max_descriptors
+    end: float = math.inf
+    rank: int = 0  # camera order
+
+    def arrays(self, part: str) -> tuple[np.ndarray, np.ndarray]:
+        items = self.head if part == "head" else self.tail
+        return np.stack([e for _, _, e in items]), np.array([lab for _, lab, _ in items])
+
+    def entry_order(self) -> tuple[int, int]:
+        """When the room tracker decides this entry: the frame of its last entry embedding, then camera."""
+        return self.head[-1][0], self.rank
+
+
+def _labelled_tracks(seq, rank: int, embed: EmbedFn, config: TrackerConfig, need: int, max_descriptors: int,
+                     counter: _Counter) -> list[_LabelledTrack]:
+    """Track one validation camera; label each embedding a track receives with the gt person its box covers
+    (IoU >= 0.5)."""
+    if seq.gt is None:
+        raise FileNotFoundError(f"{seq.root / 'gt' / 'gt.txt'}: a validation sequence needs ground truth")
+    gt_frames = frame_rows(seq.gt[seq.gt[:, 6] != 0], seq.info.seq_length)
+    tracker = Tracker(config)
+    tracks: dict[int, _LabelledTrack] = {}
+    for f, (boxes, scores, feats) in enumerate(_frame_inputs(seq, embed), start=1):
+        out = tracker.update(boxes, scores, feats)
+        if feats is not None and len(out.track_ids):
+            feats = np.asarray(feats.detach().cpu() if hasattr(feats, "detach") else feats, np.float64)
+            gt = gt_frames[f - 1]
+            iou = box_iou(out.boxes_xyxy, xywh_to_xyxy(gt[:, 2:6]))
+            for k, (track_id, j) in enumerate(zip(out.track_ids, out.det_indices)):
+                best = int(np.argmax(iou[k])) if iou.shape[1] else -1
+                label = int(gt[best, 1]) if best >= 0 and iou[k, best] >= 0.5 else -1
+                track = tracks.setdefault(int(track_id), _LabelledTrack(tail=deque(maxlen=max_descriptors),
+                                                                        rank=rank))
+                item = (f, label, feats[j] / np.linalg.norm(feats[j]))
+                if len(track.head) < need:
+                    track.head.append(item)
+                track.tail.append(item)
+        for t in out.ended:
+            if int(t) in tracks:
+                tracks[int(t)].end = f
+        counter.tick()
+    return list(tracks.values())
+
+
+def _entry_distances(tracks: list[_LabelledTrack], need: int) -> tuple[list[float], list[float], int]:
+    """Each labelled entry's query against, per gt person, what the gallery would hold of them at that moment
+    (:func:`calibrate_reentry`): the genuine and impostor nearest cosine distances, and the entries scored."""
     genuine, impostor, entries = [], [], 0
-    for i, (emb, labels, _, _, _) in enumerate(tracks):
-        first = labels[:need][labels[:need] >= 0]
-        if not len(first):
+    for i, track in enumerate(tracks):
+        emb, labels = track.arrays("head")
+        if not (labels >= 0).any():
             continue
-        pid = int(np.bincount(first).argmax())
-        query = emb[:need].mean(axis=0)
+        pid = int(np.bincount(labels[labels >= 0]).argmax())
+        query = emb.mean(axis=0)
         query /= np.linalg.norm(query)
         held: dict[int, list[np.ndarray]] = {}
-        for j, (emb_j, labels_j, _, end_j, _) in enumerate(tracks):
+        for j, other in enumerate(tracks):
             if j == i:
                 continue
-            if end_j < entry_order[i][0]:  # ended: its whole (most recent) bank is in the gallery
-                emb_j, labels_j = emb_j[-max_descriptors:], labels_j[-max_descriptors:]
-            elif entry_order[j] < entry_order[i]:  # decided earlier: its entry embeddings are
-                emb_j, labels_j = emb_j[:need], labels_j[:need]
+            if other.end < track.entry_order()[0]:  # ended: its whole (most recent) bank is in the gallery
+                emb_j, labels_j = other.arrays("tail")
+            elif other.entry_order() < track.entry_order():  # decided earlier: its entry embeddings are
+                emb_j, labels_j = other.arrays("head")
             else:
                 continue
             for person in np.unique(labels_j[labels_j >= 0]):
@@ -240,13 +288,7 @@ def calibrate_reentry(validation_dir, extractor=None, *, far: float = 0.05,
         for person, banks in held.items():
             d = 1.0 - float(np.max(np.concatenate(banks) @ query))
             (genuine if person == pid else impostor).append(d)
-    if not genuine or not impostor:
-        raise ValueError(f"{root}: the validation part gave {len(genuine)} genuine and {len(impostor)} "
-                         "impostor re-entry distances; both are needed (write a longer validation part, "
-                         "with more people)")
-    cal = calibrate_threshold(genuine, impostor, far=far)
-    return {"threshold": cal.threshold, "far": cal.far, "tar": cal.tar, "genuine": len(genuine),
-            "impostor": len(impostor), "entries": entries}
+    return genuine, impostor, entries
 
 
 # -------------------------------------------------------------------------------------- room: tracking
