@@ -164,3 +164,20 @@ def test_missing_backend_package_is_one_line_naming_the_extra(package, backend, 
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and f"pip install 'robustreid[{extra}]'" in err, err
+
+
+def test_progress_line_reports_rate_and_eta_once_per_tenth_in_a_log(monkeypatch):
+    import io
+
+    from robustreid import cli
+
+    clock = iter([0.0, 1.0, 2.0, 3.0, 4.0])
+    monkeypatch.setattr(cli.time, "perf_counter", lambda: next(clock))
+    log = io.StringIO()  # not a terminal: whole lines, one per tenth of the work
+    progress = cli.progress_line("eval", stream=log)
+    for done in (10, 12, 50, 100):  # at t = 1, 2, 3, 4 s
+        progress(done, 100)
+    lines = log.getvalue().splitlines()
+    # 10 images in 1 s -> 10/s, 90 left -> ETA 9 s; 12 is still in the same tenth as 10: no line
+    assert lines == ["eval: 10/100 images, 10.0 images/s, ETA 9s", "eval: 50/100 images, 16.7 images/s, ETA 3s",
+                     "eval: 100/100 images, 25.0 images/s, ETA 0s"]

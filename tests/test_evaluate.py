@@ -185,6 +185,22 @@ def test_extract_features_follows_record_order(market):
     assert pids.dtype == np.int64 and camids.dtype == np.int64
 
 
+def test_progress_counts_every_image_once_per_batch(market, image_paths):
+    model = tiny_model()
+    calls = []
+    extract_features(model, market.gallery, batch_size=4, num_workers=0, progress=lambda d, t: calls.append((d, t)))
+    n = len(market.gallery)
+    assert calls == [(min(k, n), n) for k in range(4, n + 4, 4)]  # one call per batch of 4, the last one short
+    calls.clear()
+    FeatureExtractor(model, batch_size=3)(image_paths, progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(3, 4), (4, 4)]
+    calls.clear()
+    evaluate(model, market, num_workers=0, batch_size=5, progress=lambda d, t: calls.append((d, t)))
+    q, total = len(market.query), len(market.query) + len(market.gallery)
+    assert calls[-1] == (total, total) and all(t == total for _, t in calls)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls) and (q, total) in calls  # query, then gallery
+
+
 def test_extract_features_amp_runs_the_network_in_reduced_precision(market):
     """``amp=True``: the same network under bfloat16 autocast on CPU. The descriptors come back float32, close to
     the fp32 ones (bf16 keeps 8 mantissa bits: cosine > 0.99) but not equal (the autocast really ran)."""

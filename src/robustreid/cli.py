@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 __all__ = ["main", "build_parser"]
@@ -204,6 +205,28 @@ def _cmd_swag(args: argparse.Namespace) -> int:
     return 0
 
 
+def progress_line(label: str, unit: str = "images", stream=None):
+    """A ``progress(done, total)`` callback printing ``label: done/total unit, rate, ETA`` on stderr: redrawn in
+    place on a terminal, one line per tenth of the work in a log file; a newline when the work is done."""
+    start = time.perf_counter()
+    shown = [0]
+
+    def progress(done: int, total: int) -> None:
+        out = stream or sys.stderr
+        elapsed = time.perf_counter() - start
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = (total - done) / rate if rate > 0 else float("nan")
+        line = f"{label}: {done}/{total} {unit}, {rate:.1f} {unit}/s, ETA {eta:.0f}s"
+        if out.isatty():
+            out.write("\r" + line + ("\n" if done >= total else ""))
+        elif done >= total or done * 10 // max(total, 1) > shown[0]:
+            shown[0] = done * 10 // max(total, 1)
+            out.write(line + "\n")
+        out.flush()
+
+    return progress
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, format_metrics, metrics_summary
 
@@ -212,7 +235,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     dataset = _load_dataset({"name": args.dataset, "root": args.root})
     result = evaluate(args.checkpoint, dataset, metric=args.metric, batch_size=args.batch_size,
                       num_workers=args.num_workers, device=args.device, amp=args.amp, backend=args.backend,
-                      precision="bf16" if args.amp else args.precision)
+                      precision="bf16" if args.amp else args.precision, progress=progress_line("eval"))
     if args.report:
         from .report import write_report
 
@@ -228,7 +251,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     check_output_file(args.out, "--out")
     info = extract_to_npz(args.checkpoint, args.inputs, args.out, batch_size=args.batch_size,
                           num_workers=args.num_workers, device=args.device, backend=args.backend,
-                          precision=args.precision)
+                          precision=args.precision, progress=progress_line("extract"))
     print(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in info.items()}))
     return 0
 
@@ -337,14 +360,23 @@ def _cmd_track_eval(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
-    from .config import list_presets
-    from .model import list_models
 
     parser = argparse.ArgumentParser(
         prog="robustreid", description="Robust-ReID: person re-identification networks, training and tracking."
     )
     parser.add_argument("--version", action="version", version=f"robustreid {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_data_commands(sub)
+    _add_training_commands(sub)
+    _add_inference_commands(sub)
+    _add_application_commands(sub)
+    return parser
+
+
+def _add_data_commands(sub) -> None:
+    """``profile``, ``synth``, ``data check``, ``config show``: models, datasets and recipes."""
+    from .config import list_presets
+    from .model import list_models
 
     p = sub.add_parser("profile", help="parameters, GMACs and feature size of a model (paper Table 1)")
     p.add_argument("model", metavar="MODEL", help=f"one of: {', '.join(list_models())}")
@@ -375,6 +407,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_override_args(q)
     q.set_defaults(func=_cmd_config_show)
 
+
+def _add_training_commands(sub) -> None:
+    """``train`` and ``swag``: the recipe (Section 4) and the SWAG stage (Section 3.1)."""
+    from .config import list_presets
+
     p = sub.add_parser("train", help="train a model with a preset of the paper's recipe")
     p.add_argument("--preset", help=f"one of: {', '.join(list_presets())}")
     p.add_argument("--dataset", help="market1501, dukemtmcreid or msmt17 (comma-separated for a union)")
@@ -397,6 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
     p.set_defaults(func=_cmd_swag)
 
+
+def _add_inference_commands(sub) -> None:
+    """``eval``, ``extract``, ``export``: a trained model's scores, descriptors and deployment."""
     p = sub.add_parser("eval", help="rank-1/5/10, mAP and mINP of a checkpoint on a dataset's query/gallery")
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help=_MODEL_HELP)
     p.add_argument("--dataset", required=True, help="market1501, dukemtmcreid or msmt17 (comma-separated: union)")
@@ -433,6 +473,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write an int8 model (static quantization calibrated on the training images)")
     p.set_defaults(func=_cmd_export)
 
+
+def _add_application_commands(sub) -> None:
+    """``demo``, ``synth-scene``, ``track``, ``track-eval``: the offline demo and the tracker."""
+    from .config import list_presets
+
     p = sub.add_parser("demo", help="offline demo: synthetic persons, train a preset at demo scale (default "
                        "robust-reid-1x, ~5 min of training on 2 cores), evaluate against baselines, HTML report")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
@@ -468,7 +513,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", required=True, metavar="RESULTS.txt")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_track_eval)
-    return parser
 
 
 def _add_runtime_args(p: argparse.ArgumentParser) -> None:

@@ -52,10 +52,8 @@ def demo_config(epochs: int = 3, amp: bool = False, seed: int = 0, preset_name: 
       1.5e-2 -> 3e-2 over the first epoch, 3e-2 in the second, 3e-3 in the last; a preset without warmup,
       ``hacnn``, trains the first two at 3e-2), the same schedule ``robustreid train --epochs`` runs.
     - Augmentation off (random erasing 0, no pad-and-crop; the flip stays): it regularises a network trained for
-      hundreds of epochs, but in a run of ~150 SGD steps it only slows learning down. Measured on the demo's
-      data at 150 steps (bf16, ``benchmarks/short_run.py``): rank-1 / mAP 4.4 / 5.0 without augmentation,
-      0.0 / 1.2 with it; and the 10-px black border of the pad-and-crop shifts the training inputs' mean by
-      ~-0.5 per channel away from the test inputs' (README, "The demo").
+      hundreds of epochs, but in a run of ~150 SGD steps it only slows learning down (figures: README,
+      "The demo").
     """
     cfg = preset(preset_name)
     schedule = {**dataclasses.asdict(cfg.schedule.scaled(epochs)), "swag_cycles": 0}
@@ -78,8 +76,8 @@ def _row(name: str, m: dict) -> str:
 
 def run_demo(out: str | Path = "runs/demo", *, epochs: int = 3, amp: bool | None = None, seed: int = 0,
              device: str | None = None, log=print, preset_name: str = "robust-reid-1x") -> dict:
-    """``amp=None``: bfloat16 autocast where the device computes bfloat16 natively (``amp.native_bf16``; 1.06-1.3x
-    the float32 training speed on this project's 2-core CPU), float32 elsewhere."""
+    """``amp=None``: bfloat16 autocast where the device computes bfloat16 natively (``amp.native_bf16``),
+    float32 elsewhere."""
     out = Path(out)
     if amp is None:
         amp = native_bf16(resolve_device(device))

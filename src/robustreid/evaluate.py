@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -133,13 +133,38 @@ def _eval_mode(model: nn.Module):
         model.train(was_training)
 
 
+Progress = Callable[[int], None]  # images just embedded
+
+
+class _Steps:
+    """Counts embedded images and reports ``progress(done, total)``; called with each batch's size (or, through
+    ``after``, with its output)."""
+
+    def __init__(self, total: int, progress: Callable[[int, int], None] | None):
+        self.total, self.done, self.progress = total, 0, progress
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+    def after(self, out: torch.Tensor) -> torch.Tensor:
+        self(len(out))
+        return out
+
+
+def _offset(progress: Callable[[int, int], None] | None, start: int, total: int):
+    """``progress`` of one split reported as part of ``total`` images that begin ``start`` images in."""
+    return None if progress is None else (lambda done, _: progress(start + done, total))
+
+
 def _embed_batches(model: nn.Module, batches: Iterable[torch.Tensor], device: torch.device,
-                   amp: bool = False, optimized: bool = False) -> torch.Tensor:
+                   amp: bool = False, optimized: bool = False, progress: Progress | None = None) -> torch.Tensor:
     """Concatenated ``model.embed`` of image batches, as one float32 CPU tensor ``(N, D)``; ``amp``: the network
     runs under autocast (bfloat16; float16 on a GPU without bfloat16), as training with ``--amp`` does.
 
     ``optimized``: ``model`` comes from ``_inference_model`` (BatchNorm folded, channels_last): each batch runs
-    in micro-batches of ``inference.CPU_MICRO_BATCH`` NHWC images."""
+    in micro-batches of ``inference.CPU_MICRO_BATCH`` NHWC images. ``progress(images done)`` after each batch."""
     feats = []
     amp_dtype = autocast_dtype(device)
     with _eval_mode(model), torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=bool(amp)):
@@ -150,6 +175,8 @@ def _embed_batches(model: nn.Module, batches: Iterable[torch.Tensor], device: to
             else:
                 out = model.embed(imgs)
             feats.append(out.float().cpu())
+            if progress is not None:
+                progress(len(out))
     return torch.cat(feats) if feats else torch.empty((0, model.feature_dim))
 
 
@@ -260,8 +287,10 @@ class FeatureExtractor:
     def feature_dim(self) -> int:
         return self.model.feature_dim
 
-    def __call__(self, inputs) -> torch.Tensor:
+    def __call__(self, inputs, progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+        """Descriptors ``(N, D)`` of ``inputs``; ``progress(done, total)`` (images) after each batch."""
         items = _as_input_list(inputs)
+        step = _Steps(len(items), progress)
         for index, item in enumerate(items):  # cheap checks up front, before any worker starts
             if isinstance(item, np.ndarray):
                 _check_array(item, index)
@@ -269,10 +298,10 @@ class FeatureExtractor:
         loader = DataLoader(_InputDataset(items, self.transform), batch_size=self.batch_size, shuffle=False,
                             num_workers=self.num_workers, pin_memory=pin_memory)
         if self.backend != "torch":  # an exported file: one embed call per batch
-            feats = [self.model.embed(imgs) for imgs in loader]
+            feats = [step.after(self.model.embed(imgs)) for imgs in loader]
             return torch.cat(feats) if feats else torch.empty((0, self.feature_dim))
         return _embed_batches(self._net, loader, self.device, amp=self.precision == "bf16",
-                              optimized=self._optimized)
+                              optimized=self._optimized, progress=step)
 
     def __repr__(self) -> str:
         return (f"FeatureExtractor(backend={self.backend!r}, precision={self.precision!r}, "
@@ -285,7 +314,8 @@ class FeatureExtractor:
 def extract_features(model, records: Sequence[Record], batch_size: int = 128, num_workers: int = 2,
                      device: str | torch.device | None = None,
                      amp: bool = False, optimize: bool = True, backend: str = "torch",
-                     precision: str = "fp32") -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+                     precision: str = "fp32", progress: Callable[[int, int], None] | None = None,
+                     ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     """Descriptors of dataset records, in record order: ``(feats, pids, camids)``.
 
     ``feats`` is a float32 CPU tensor ``(N, D)``; ``pids`` / ``camids`` are int64 numpy arrays. ``model`` is a
@@ -294,7 +324,8 @@ def extract_features(model, records: Sequence[Record], batch_size: int = 128, nu
     ``optimize`` (CPU only): run a copy with BatchNorm folded, in channels_last, on micro-batches of
     ``inference.CPU_MICRO_BATCH`` images (module ``robustreid.inference``); ``False``: the model as it is.
     ``backend`` / ``precision``: as ``FeatureExtractor``'s (``model`` is then the exported file, or a
-    ``FeatureExtractor``); ``precision="bf16"`` with torch is ``amp``.
+    ``FeatureExtractor``); ``precision="bf16"`` with torch is ``amp``. ``progress(done, total)``: images,
+    after each batch.
     """
     _check_loader_args(batch_size, num_workers)
     _check_backend(backend, precision)
@@ -303,12 +334,13 @@ def extract_features(model, records: Sequence[Record], batch_size: int = 128, nu
         extractor = model if isinstance(model, FeatureExtractor) else FeatureExtractor(
             model, device=device, batch_size=batch_size, num_workers=num_workers, backend=backend,
             precision=precision)
-        feats = extractor([r.img_path for r in records])
+        feats = extractor([r.img_path for r in records], progress)
     else:
         model, device = _prepare_model(model, device)
         loader = build_test_loader(records, model.data_config, batch_size=batch_size, num_workers=num_workers)
         net, optimized = _inference_model(model, device, optimize)
-        feats = _embed_batches(net, (imgs for imgs, *_ in loader), device, amp or precision == "bf16", optimized)
+        feats = _embed_batches(net, (imgs for imgs, *_ in loader), device, amp or precision == "bf16", optimized,
+                               _Steps(len(records), progress))
     pids = np.array([r.pid for r in records], dtype=np.int64)
     camids = np.array([r.camid for r in records], dtype=np.int64)
     return feats, pids, camids
@@ -369,7 +401,7 @@ def _sample_queries(num_query: int, num_samples: int) -> list[int]:
 def evaluate(model, dataset: ReidDataset, *, metric: str = "euclidean", batch_size: int = 128,
              num_workers: int = 2, device: str | torch.device | None = None, max_rank: int = 50,
              num_samples: int = 8, topk: int = 10, amp: bool = False, backend: str = "torch",
-             precision: str = "fp32") -> dict:
+             precision: str = "fp32", progress: Callable[[int, int], None] | None = None) -> dict:
     """Rank-1/5/10, mAP and mINP of ``model`` on ``dataset``'s query / gallery split (Section 4).
 
     ``model``: a ``ReIDNet`` (used where it is, its train / eval mode restored) or a checkpoint path.
@@ -377,7 +409,7 @@ def evaluate(model, dataset: ReidDataset, *, metric: str = "euclidean", batch_si
     descriptor has the same norm. Protocol and tie rule: ``metrics.evaluate_rank``. ``amp``: extract the
     descriptors with the network under autocast (``extract_features``); distances and metrics stay float32.
     ``backend`` / ``precision``: as ``FeatureExtractor``'s; with ``"onnxruntime"`` / ``"openvino"``, ``model``
-    is the exported ``.onnx`` / ``.xml`` path.
+    is the exported ``.onnx`` / ``.xml`` path. ``progress(done, total)``: query + gallery images embedded.
 
     Returns a dict of plain Python values (JSON-serialisable):
 
@@ -402,8 +434,11 @@ def evaluate(model, dataset: ReidDataset, *, metric: str = "euclidean", batch_si
                                  backend=backend, precision=precision)
         device = model.device
     amp = amp or precision == "bf16"
-    q_feats, q_pids, q_camids = extract_features(model, dataset.query, batch_size, num_workers, device, amp)
-    g_feats, g_pids, g_camids = extract_features(model, dataset.gallery, batch_size, num_workers, device, amp)
+    total = len(dataset.query) + len(dataset.gallery)
+    q_feats, q_pids, q_camids = extract_features(model, dataset.query, batch_size, num_workers, device, amp,
+                                                 progress=_offset(progress, 0, total))
+    g_feats, g_pids, g_camids = extract_features(model, dataset.gallery, batch_size, num_workers, device, amp,
+                                                 progress=_offset(progress, len(dataset.query), total))
     num_query = len(q_pids)
     q_dev, g_dev = q_feats.to(device), g_feats.to(device)
     scores = score(q_dev, g_dev, q_pids, g_pids, q_camids, g_camids, metric=metric, max_rank=max_rank)
@@ -484,18 +519,18 @@ def list_images(inputs) -> list[str]:
 
 def extract_to_npz(checkpoint, inputs, out: str | os.PathLike, *, batch_size: int = 64, num_workers: int = 0,
                    device: str | torch.device | None = None, backend: str = "torch",
-                   precision: str = "fp32") -> dict:
+                   precision: str = "fp32", progress: Callable[[int, int], None] | None = None) -> dict:
     """Descriptors of image files / folders (``list_images``) written to ``out`` as an ``.npz``, atomically.
 
     The archive holds ``features`` (float32 ``(N, D)``, L2-normalised branches) and ``paths`` (``(N,)``
     unicode strings, row order); ``np.load(out)`` reads it without pickle. ``checkpoint`` is a checkpoint
     path or a ``ReIDNet`` (with ``backend`` ``"onnxruntime"`` / ``"openvino"``: the exported file; ``precision``:
-    see ``FeatureExtractor``). Returns ``{"out", "num_images", "feature_dim"}``.
+    see ``FeatureExtractor``; ``progress(done, total)``: images). Returns ``{"out", "num_images", "feature_dim"}``.
     """
     paths = list_images(inputs)
     extractor = FeatureExtractor(checkpoint, device=device, batch_size=batch_size, num_workers=num_workers,
                                  backend=backend, precision=precision)
-    feats = extractor(paths).numpy().astype(np.float32, copy=False)
+    feats = extractor(paths, progress).numpy().astype(np.float32, copy=False)
     buffer = io.BytesIO()
     np.savez(buffer, features=feats, paths=np.array(paths, dtype=np.str_))
     out = Path(out)

@@ -301,7 +301,8 @@ def export_openvino(checkpoint_or_model, out: str | os.PathLike, *, opset: int =
         raise ValueError(f"atol={atol!r}: expected a positive number")
     out = Path(out)
     if out.suffix.lower() != ".xml" or out.is_dir():
-        raise ValueError(f"output {out}: expected an OpenVINO IR file path ending in .xml (its .bin goes beside it)")
+        raise ValueError(f"output {out}: expected an OpenVINO IR file path ending in .xml "
+                         "(its .bin goes beside it)")
     model = _cpu_copy(checkpoint_or_model)
     onnx = _import("onnx")
     proto = _export_proto(model, opset, dynamic_batch, dynamo=False)
@@ -451,51 +452,10 @@ def _calibration_batches(images: Sequence, data_config: Mapping, batch_size: int
     return [batch[i:i + batch_size] for i in range(0, len(batch), batch_size)], count
 
 
-def quantize_onnx(fp32_path: str | os.PathLike, out: str | os.PathLike, calibration_images: Sequence, *,
-                  per_channel: bool = True, max_images: int = 64, batch_size: int = 32,
-                  calibrate_method: str = "percentile", activation_type: str = "uint8",
-                  reduce_range: bool = False, op_types: Sequence[str] | None = ("Conv",),
-                  keep_first_conv: bool = True, calibration_stride: int | None = None) -> dict:
-    """Static INT8 quantization of an exported model (onnxruntime, QDQ format), written atomically to ``out``.
-
-    Activation ranges are calibrated on ``calibration_images`` (image paths or PIL images, e.g. the training
-    set; at most ``max_images``, evenly spaced) preprocessed with the model's own test transform (data config
-    from the file's metadata); weights are int8, per output channel by default. The graph is first
-    pre-processed (shape inference, fusions) by ``onnxruntime.quantization.quant_pre_process``. The metadata
-    is kept, plus ``robustreid.quantization`` (method, format, calibration size) so ``read_onnx_metadata``
-    tells int8 from fp32. ``calibrate_method``: ``"minmax"``, ``"entropy"`` or ``"percentile"`` (the histogram
-    methods are several times slower to calibrate; ``"entropy"`` ran out of 24 GiB of memory on robustreid_1x
-    with 256 images). ``op_types``: the operator types quantized (None: every type onnxruntime can, which
-    includes the attention products, GeM's ``Pow``, ``Resize`` and ``GridSample``); ``keep_first_conv``: leave
-    the stem convolution, which sees the raw pixels, in fp32. ``calibration_stride``: batches per calibration
-    pass (onnxruntime's ``CalibStridedMinMax``; ``None``, the default: one pass over all). The histogram
-    calibrators keep every activation of a pass before binning it, so one pass needs memory in proportion to
-    ``max_images`` (robustreid_1x: 2.5 / 4.7 / 8.9 / 17.4 GB peak for 32 / 64 / 128 / 256 images;
-    robustreid_2x with 256 ran out of 24 GiB); several passes bound it, but merging their histograms cost
-    accuracy (below).
-
-    The defaults are the most accurate setting measured on the 40-epoch robustreid_1x of the README (rank-1 /
-    mAP change vs the fp32 export on the synthetic query / gallery), 256 calibration images unless said:
-    every operator, min-max -6.7 / -4.2; convolutions and fully connected layers only, min-max -4.9 / -4.8;
-    the same with percentile calibration -3.6 / -3.1; convolutions only, stem in fp32, percentile -1.3 / -2.6
-    (min-max -7.2 / -5.5); also the next nine convolutions in fp32 -1.5 / -2.5. That setting with 32 / 64 /
-    128 images in one pass: -2.3 / -1.6, +0.5 / -0.9 (the defaults), -2.3 / -1.6; 256 images in passes of
-    1 / 2 / 4 batches: -4.6 / -3.2, -4.1 / -2.9, -2.8 / -2.9. The spread says the calibration sample moves
-    the result by about two points, and the default was picked on the same query / gallery it is scored
-    on, so treat its figure as optimistic: none is reliably within half a point of fp32; check with
-    ``onnx_parity``.
-    ``activation_type``: ``"uint8"`` (default: onnxruntime's
-    fast U8S8 x86 kernels; robustreid_1x ran ~1.8x faster than fp32 on an AVX512-VNNI CPU, while int8
-    activations, S8S8, were no faster than fp32) or ``"int8"``. On x86 CPUs without VNNI, U8S8 products
-    can saturate: ``reduce_range=True`` (7-bit weights) avoids it; check accuracy with ``onnx_parity``.
-
-    Returns ``{"out", "bytes", "fp32_bytes", "calibration_images", "per_channel", "calibrate_method",
-    "activation_type", "reduce_range", "op_types", "fp32_nodes", "calibration_stride"}``.
-    """
-    onnx = _import("onnx")
-    quantization = _import("onnxruntime.quantization")
-    fp32_path = _check_file(fp32_path)
-    meta = read_onnx_metadata(fp32_path)
+def _check_quantize_args(quantization, fp32_path: Path, meta: dict, calibrate_method: str,
+                         activation_type: str, op_types, max_images: int, batch_size: int, calibration_stride: int | None):
+    """``quantize_onnx``'s arguments, checked before any work; returns onnxruntime's calibration methods and
+    activation types by name."""
     if meta["quantization"] is not None:
         raise ValueError(f"{fp32_path} is already quantized ({meta['quantization']}): "
                          "expected an fp32 export")
@@ -515,22 +475,14 @@ def quantize_onnx(fp32_path: str | os.PathLike, out: str | os.PathLike, calibrat
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}={value!r}: expected an integer >= 1" +
                              (" or None" if name == "calibration_stride" else ""))
-    extra_options = {} if calibration_stride is None else {"CalibStridedMinMax": calibration_stride}
-    out = Path(out)
-    if out.is_dir():
-        raise ValueError(f"output {out} is a directory: expected an .onnx file path")
-    if meta["batch_size"] is not None:
-        batch_size = meta["batch_size"]  # a fixed-batch model takes only batches of its size
-        max_images = max(max_images, batch_size)
-    batches, num_images = _calibration_batches(calibration_images, meta["data_config"], batch_size,
-                                               max_images)
-    if meta["batch_size"] is not None and num_images < batch_size:
-        raise ValueError(f"{fp32_path} takes batches of {batch_size} images: expected at least {batch_size} "
-                         f"calibration images, got {num_images}")
+    return methods, types
+
+
+def _calibration_reader(quantization, batches: list):
+    """An onnxruntime ``CalibrationDataReader`` over ``batches``; ``set_range`` serves one pass of
+    ``calibration_stride`` of them."""
 
     class _Reader(quantization.CalibrationDataReader):
-        """The calibration batches; ``set_range`` serves one pass of ``calibration_stride`` of them."""
-
         def __init__(self):
             self.set_range(0, len(batches))
 
@@ -544,6 +496,57 @@ def quantize_onnx(fp32_path: str | os.PathLike, out: str | os.PathLike, calibrat
             batch = next(self._batches, None)
             return None if batch is None else {INPUT_NAME: batch}
 
+    return _Reader()
+
+
+def quantize_onnx(fp32_path: str | os.PathLike, out: str | os.PathLike, calibration_images: Sequence, *,
+                  per_channel: bool = True, max_images: int = 64, batch_size: int = 32,
+                  calibrate_method: str = "percentile", activation_type: str = "uint8",
+                  reduce_range: bool = False, op_types: Sequence[str] | None = ("Conv",),
+                  keep_first_conv: bool = True, calibration_stride: int | None = None) -> dict:
+    """Static INT8 quantization of an exported model (onnxruntime, QDQ format), written atomically to ``out``.
+
+    Activation ranges are calibrated on ``calibration_images`` (image paths or PIL images, e.g. the training
+    set; at most ``max_images``, evenly spaced) preprocessed with the model's own test transform (data config
+    from the file's metadata); weights are int8, per output channel by default. The graph is first
+    pre-processed (shape inference, fusions) by ``onnxruntime.quantization.quant_pre_process``. The metadata
+    is kept, plus ``robustreid.quantization`` (method, format, calibration size) so ``read_onnx_metadata``
+    tells int8 from fp32. ``calibrate_method``: ``"minmax"``, ``"entropy"`` or ``"percentile"`` (the histogram
+    methods are several times slower to calibrate and need far more memory). ``op_types``: the operator types
+    quantized (None: every type onnxruntime can, which includes the attention products, GeM's ``Pow``,
+    ``Resize`` and ``GridSample``); ``keep_first_conv``: leave
+    the stem convolution, which sees the raw pixels, in fp32. ``calibration_stride``: batches per calibration
+    pass (onnxruntime's ``CalibStridedMinMax``; ``None``, the default: one pass over all). The histogram
+    calibrators keep every activation of a pass before binning it, so one pass needs memory in proportion to
+    ``max_images``; several passes bound it, at some cost in accuracy. The defaults are the most accurate
+    setting measured on the README's 40-epoch robustreid_1x (README, "Export"), and none measured is reliably
+    within half a point of fp32: check with ``onnx_parity``.
+    ``activation_type``: ``"uint8"`` (default: onnxruntime's fast U8S8 x86 kernels) or ``"int8"`` (S8S8). On
+    x86 CPUs without VNNI, U8S8 products can saturate: ``reduce_range=True`` (7-bit weights) avoids it; check
+    accuracy with ``onnx_parity``.
+
+    Returns ``{"out", "bytes", "fp32_bytes", "calibration_images", "per_channel", "calibrate_method",
+    "activation_type", "reduce_range", "op_types", "fp32_nodes", "calibration_stride"}``.
+    """
+    onnx = _import("onnx")
+    quantization = _import("onnxruntime.quantization")
+    fp32_path = _check_file(fp32_path)
+    meta = read_onnx_metadata(fp32_path)
+    methods, types = _check_quantize_args(quantization, fp32_path, meta, calibrate_method, activation_type,
+                                          op_types, max_images, batch_size, calibration_stride)
+    extra_options = {} if calibration_stride is None else {"CalibStridedMinMax": calibration_stride}
+    out = Path(out)
+    if out.is_dir():
+        raise ValueError(f"output {out} is a directory: expected an .onnx file path")
+    if meta["batch_size"] is not None:
+        batch_size = meta["batch_size"]  # a fixed-batch model takes only batches of its size
+        max_images = max(max_images, batch_size)
+    batches, num_images = _calibration_batches(calibration_images, meta["data_config"], batch_size,
+                                               max_images)
+    if meta["batch_size"] is not None and num_images < batch_size:
+        raise ValueError(f"{fp32_path} takes batches of {batch_size} images: expected at least {batch_size} "
+                         f"calibration images, got {num_images}")
+
     with tempfile.TemporaryDirectory(prefix="robustreid-quant-") as tmp:
         prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
         quantization.quant_pre_process(str(fp32_path), str(prepared))
@@ -552,7 +555,8 @@ def quantize_onnx(fp32_path: str | os.PathLike, out: str | os.PathLike, calibrat
         # the histogram calibrators print progress on stdout, which is the CLI's JSON channel: send it to stderr
         with contextlib.redirect_stdout(sys.stderr):
             quantization.quantize_static(
-                str(prepared), str(quantized), _Reader(), quant_format=quantization.QuantFormat.QDQ,
+                str(prepared), str(quantized), _calibration_reader(quantization, batches),
+                quant_format=quantization.QuantFormat.QDQ,
                 per_channel=per_channel, activation_type=types[activation_type],
                 weight_type=quantization.QuantType.QInt8, calibrate_method=methods[calibrate_method],
                 reduce_range=bool(reduce_range), op_types_to_quantize=None if op_types is None else list(op_types),
