@@ -4,12 +4,14 @@ import robustreid
 
 
 def test_top_level_names_are_the_library_functions():
-    from robustreid.datasets import load_dataset
+    from robustreid.config import build_config
+    from robustreid.datasets import dataset_from_spec, load_dataset
     from robustreid.evaluate import FeatureExtractor
     from robustreid.metrics import evaluate_features, evaluate_rank
 
     assert robustreid.load_dataset is load_dataset and robustreid.FeatureExtractor is FeatureExtractor
     assert robustreid.evaluate_rank is evaluate_rank and robustreid.evaluate_features is evaluate_features
+    assert robustreid.build_config is build_config and robustreid.dataset_from_spec is dataset_from_spec
     assert set(robustreid.__all__) >= {"build_model", "load_dataset", "FeatureExtractor", "evaluate_rank"}
     for name in robustreid.__all__:
         assert getattr(robustreid, name) is not None

@@ -13,6 +13,8 @@ __version__ = "0.1.0"
 # (``robustreid.evaluate`` is the module; its function is ``robustreid.evaluate.evaluate``.)
 _LAZY = {
     "load_dataset": "datasets",
+    "dataset_from_spec": "datasets",
+    "build_config": "config",
     "FeatureExtractor": "evaluate",
     "evaluate_rank": "metrics",
     "evaluate_features": "metrics",
@@ -38,6 +40,8 @@ __all__ = [
     "count_macs",
     "profile_model",
     "load_dataset",
+    "dataset_from_spec",
+    "build_config",
     "FeatureExtractor",
     "evaluate_rank",
     "evaluate_features",
