@@ -114,7 +114,8 @@ def test_track_sequence_with_a_crop_extractor_and_progress(crossing, tmp_path):
     calls = []
     info = track_sequence(crossing, tmp_path / "colour.txt", mean_colour,
                           progress=lambda d, t: calls.append((d, t)))
-    assert info["reid"] and calls[0] == (1, 40) and calls[-1] == (40, 40) and info["fps"] > 0
+    assert info["reid"] and calls[0] == (1, 40) and calls[-1] == (40, 40) and info["frames"] == 40
+    assert info["fps"] == pytest.approx(40 / info["seconds"], rel=0.01)  # frames per second of the whole run
     assert len(read_results(tmp_path / "colour.txt")) > 0
 
 

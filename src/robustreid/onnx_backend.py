@@ -115,6 +115,31 @@ def _default_onnx_device(ort) -> torch.device:
     return torch.device("cuda" if gpu else "cpu")
 
 
+def embed_exported(embedder, images: torch.Tensor | np.ndarray, infer) -> torch.Tensor:
+    """``embed`` of an exported model (``OnnxEmbedder``, ``openvino_backend.OpenVinoEmbedder``): check the batch
+    against ``embedder.data_config``'s input size, then run ``infer`` (a float32 ``(b, 3, H, W)`` array ->
+    ``(b, D)`` array) on micro-batches of ``embedder.micro_batch`` images, or, for a model with a fixed batch
+    size ``embedder.batch_size``, on chunks of that size, the last one zero-padded."""
+    array = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    expected = (3, *embedder.data_config["input_size"])
+    if array.ndim != 4 or tuple(array.shape[1:]) != expected:
+        shape = ", ".join(map(str, expected))
+        raise ValueError(f"{embedder.path.name}: expected images of shape (B, {shape}), got {tuple(array.shape)}")
+    if len(array) == 0:
+        return torch.empty((0, embedder.feature_dim))
+    if embedder.batch_size is None:
+        run = lambda batch: torch.from_numpy(np.asarray(infer(np.ascontiguousarray(batch.numpy()))))  # noqa: E731
+        return embed_micro_batched(run, torch.from_numpy(array), embedder.micro_batch)
+    chunks = []
+    for start in range(0, len(array), embedder.batch_size):
+        chunk = array[start:start + embedder.batch_size]
+        padded = np.zeros((embedder.batch_size, *expected), np.float32)
+        padded[:len(chunk)] = chunk
+        chunks.append(np.asarray(infer(padded))[:len(chunk)])
+    return torch.from_numpy(np.concatenate(chunks))
+
+
 class OnnxEmbedder:
     """An onnxruntime session over an exported descriptor model: ``embed(images) -> (B, D)`` float32.
 
@@ -170,30 +195,9 @@ class OnnxEmbedder:
 
     def embed(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Preprocessed images ``(B, 3, H, W)`` at the model's input size -> float32 CPU tensor ``(B, D)``."""
-        array = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
-        array = np.ascontiguousarray(array, dtype=np.float32)
-        expected = (3, *self.data_config["input_size"])
-        if array.ndim != 4 or tuple(array.shape[1:]) != expected:
-            shape = ", ".join(map(str, expected))
-            raise ValueError(f"{self.path.name}: expected images of shape (B, {shape}), "
-                             f"got {tuple(array.shape)}")
-        if len(array) == 0:
-            return torch.empty((0, self.feature_dim))
-        if self.batch_size is None:
-            return embed_micro_batched(self._run, torch.from_numpy(array), self.micro_batch)
-        chunks = []
-        for start in range(0, len(array), self.batch_size):
-            chunk = array[start:start + self.batch_size]
-            padded = np.zeros((self.batch_size, *expected), np.float32)
-            padded[:len(chunk)] = chunk
-            chunks.append(self.session.run(None, {self.input_name: padded})[0][:len(chunk)])
-        return torch.from_numpy(np.concatenate(chunks))
+        return embed_exported(self, images, lambda array: self.session.run(None, {self.input_name: array})[0])
 
     __call__ = embed
-
-    def _run(self, images: torch.Tensor) -> torch.Tensor:
-        """One session call on a checked float32 batch."""
-        return torch.from_numpy(self.session.run(None, {self.input_name: images.numpy()})[0])
 
     def __repr__(self) -> str:
         return (f"OnnxEmbedder(path='{self.path}', arch={self.metadata['arch_name']!r}, "

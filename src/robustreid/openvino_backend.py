@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .inference import check_micro_batch, embed_micro_batched
-from .onnx_backend import METADATA_PREFIX, _parse_metadata
+from .inference import check_micro_batch
+from .onnx_backend import METADATA_PREFIX, _parse_metadata, embed_exported
 
 __all__ = ["PRECISIONS", "RT_INFO_SECTION", "OpenVinoEmbedder", "read_openvino_metadata"]
 
@@ -161,32 +161,13 @@ class OpenVinoEmbedder:
 
     def embed(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Preprocessed images ``(B, 3, H, W)`` at the model's input size -> float32 CPU tensor ``(B, D)``."""
-        array = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
-        array = np.ascontiguousarray(array, dtype=np.float32)
-        expected = (3, *self.data_config["input_size"])
-        if array.ndim != 4 or tuple(array.shape[1:]) != expected:
-            shape = ", ".join(map(str, expected))
-            raise ValueError(f"{self.path.name}: expected images of shape (B, {shape}), got {tuple(array.shape)}")
-        if len(array) == 0:
-            return torch.empty((0, self.feature_dim))
-        if self.batch_size is None:
-            return embed_micro_batched(self._run, torch.from_numpy(array), self.micro_batch)
-        chunks = []
-        for start in range(0, len(array), self.batch_size):
-            chunk = array[start:start + self.batch_size]
-            padded = np.zeros((self.batch_size, *expected), np.float32)
-            padded[:len(chunk)] = chunk
-            chunks.append(self._infer(padded)[:len(chunk)])
-        return torch.from_numpy(np.concatenate(chunks))
+        return embed_exported(self, images, self._infer)
 
     __call__ = embed
 
     def _infer(self, array: np.ndarray) -> np.ndarray:
         """One inference request; the output is copied out of the request's reused buffer."""
         return np.array(self._request.infer({0: array}, share_inputs=True)[0], dtype=np.float32)
-
-    def _run(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self._infer(np.ascontiguousarray(images.numpy())))
 
     def __repr__(self) -> str:
         return (f"OpenVinoEmbedder(path='{self.path}', arch={self.metadata['arch_name']!r}, "
