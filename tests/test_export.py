@@ -91,6 +91,16 @@ def float64_error(model, x):
 
 # ------------------------------------------------------------------------------------------------ export
 @pytest.mark.parametrize("name", ["robustreid_1x", "hacnn"])
+
+def foreign_onnx(path):
+    """A valid ONNX model that robustreid did not write (an Identity node, no metadata)."""
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["x"], ["y"])], "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 4])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 8, 4])])
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), str(path))
+    return path
+
 def test_export_matches_torch_with_dynamic_batch(name, market, tmp_path):
     model = calibrated(name, [r.img_path for r in market.train[:8]])  # 8 images: enough, and fast
     out = tmp_path / f"{name}.onnx"
@@ -290,12 +300,7 @@ def test_clear_errors(tmp_path, image_paths):
     with pytest.raises(ValueError, match="empty.onnx is not an ONNX model"):
         read_onnx_metadata(empty)
 
-    foreign = tmp_path / "foreign.onnx"  # a valid ONNX model that robustreid did not write
-    graph = onnx.helper.make_graph(
-        [onnx.helper.make_node("Identity", ["x"], ["y"])], "g",
-        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 4])],
-        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 8, 4])])
-    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), str(foreign))
+    foreign = foreign_onnx(tmp_path / "foreign.onnx")
     with pytest.raises(ValueError, match="foreign.onnx has no robustreid metadata"):
         FeatureExtractor(foreign, backend="onnxruntime")
 
@@ -457,12 +462,7 @@ def test_openvino_clear_errors(ov, tmp_path):
     with pytest.raises(ValueError, match=r"model\.pt: expected an \.onnx file or an OpenVINO IR \.xml"):
         read_openvino_metadata(tmp_path / "model.pt")
 
-    foreign = tmp_path / "foreign.onnx"  # a valid ONNX model that robustreid did not write
-    graph = onnx.helper.make_graph(
-        [onnx.helper.make_node("Identity", ["x"], ["y"])], "g",
-        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 4])],
-        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3, 8, 4])])
-    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), str(foreign))
+    foreign = foreign_onnx(tmp_path / "foreign.onnx")
     with pytest.raises(ValueError, match="foreign.onnx has no robustreid metadata"):
         OpenVinoEmbedder(foreign)
 
