@@ -119,43 +119,6 @@ def test_track_sequence_with_a_crop_extractor_and_progress(crossing, tmp_path):
     assert len(read_results(tmp_path / "colour.txt")) > 0
 
 
-def test_track_on_the_openvino_backend_one_reid_call_per_frame(crossing, tmp_path):
-    """The tracker on an exported model (OpenVINO IR): one embed call per frame for all its crops, and the
-    torch backend's tracks."""
-    pytest.importorskip("openvino", reason="the openvino extra is not installed: pip install 'robustreid[openvino]'")
-    pytest.importorskip("onnx", reason="export --format openvino needs onnx: pip install 'robustreid[openvino]'")
-    import torch
-
-    from robustreid.evaluate import FeatureExtractor
-    from robustreid.export import export_openvino
-    from robustreid.model import build_model
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        torch.manual_seed(0)
-        model = build_model("robustreid_1x", stem_channels=8, stage_channels=(32, 32, 32), stage_repeats=(0, 0, 0),
-                            feat_dim=16, conv_init="fan_out").eval()
-        xml = tmp_path / "tiny.xml"
-        export_openvino(model, xml)
-        extractor = FeatureExtractor(xml, backend="openvino")
-        frames, embeds = [], []
-        embed = extractor.model.embed
-        extractor.model.embed = lambda images: embeds.append(len(images)) or embed(images)
-
-        def counted(crops):  # what the tracker hands over per frame
-            frames.append(len(crops))
-            return extractor(crops)
-
-        track_sequence(crossing, tmp_path / "ov.txt", counted)
-        track_sequence(crossing, tmp_path / "torch.txt", FeatureExtractor(model))
-    finally:
-        torch.set_num_threads(threads)
-    assert 0 < len(frames) <= 40
-    assert embeds == frames and max(frames) > 1  # every frame's crops in one call
-    np.testing.assert_allclose(read_results(tmp_path / "ov.txt"), read_results(tmp_path / "torch.txt"), atol=1e-6)
-
-
 def test_motion_only_reads_no_image_and_reid_needs_a_model(crossing, tmp_path):
     copy = tmp_path / "noimg"
     for rel in ("seqinfo.ini", "det/det.txt", "gt/gt.txt"):
