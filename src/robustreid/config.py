@@ -343,7 +343,7 @@ def build_config(preset_name: str, config_file: str | Path | None = None, epochs
     cfg = preset(preset_name)
     if config_file:
         cfg = apply_overrides(cfg, load_config_file(config_file))
-    overrides = parse_set(sets) if isinstance(sets, list) else dict(sets or {})
+    overrides = dict(sets) if isinstance(sets, dict) else parse_set(list(sets or []))
     if epochs is not None:
         cfg = dataclasses.replace(cfg, schedule=cfg.schedule.scaled(epochs))
     if amp:
