@@ -62,7 +62,7 @@ from robustreid.checkpoint import load_model, model_state, save_checkpoint
 from robustreid.datasets import load_dataset, read_image
 from robustreid.inference import CPU_MICRO_BATCH, embed_micro_batched, optimize_for_inference
 from robustreid.loaders import TestTransform
-from robustreid.model import build_model, list_models
+from robustreid.model import arch_name, build_model, list_models
 from robustreid.profile import count_macs
 from robustreid.swag import update_bn
 from robustreid.synthetic import write_market1501
@@ -462,7 +462,9 @@ def compare_accuracy(model, name, files, dataset, weights, data_root, backends) 
 def load_models(args, dataset) -> list[tuple[str, torch.nn.Module, str]]:
     """``(name, model, weights description)``: the checkpoint, or each untrained model BN-calibrated."""
     if args.checkpoint:
-        return [(Path(args.checkpoint).stem, load_model(args.checkpoint), f"checkpoint {args.checkpoint}")]
+        model = load_model(args.checkpoint)  # named by architecture and run folder, not "last"
+        name = f"{arch_name(model.arch)} ({Path(args.checkpoint).resolve().parent.name})"
+        return [(name, model, f"checkpoint {args.checkpoint}")]
     models = []
     for name in args.models:
         model = build_model(name)

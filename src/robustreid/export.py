@@ -61,7 +61,7 @@ from .atomicfile import write_bytes
 from .evaluate import FeatureExtractor, extract_features, rank_gallery
 from .loaders import TestTransform
 from .metrics import compute_distmat, score
-from .model import MODELS, Architecture
+from .model import arch_name
 from .onnx_backend import (  # the run-time backend; re-exported here for the export-side user
     INPUT_NAME,
     METADATA_PREFIX,
@@ -121,11 +121,6 @@ def _cpu_copy(checkpoint_or_model) -> nn.Module:
     return copy.deepcopy(model).cpu().eval()
 
 
-def _arch_name(arch: Architecture) -> str:
-    """The ``build_model`` name whose architecture is exactly ``arch``, else ``"custom"``."""
-    return next((name for name, preset in MODELS.items() if preset == arch), "custom")
-
-
 def _plain_data_config(data_config: Mapping) -> dict:
     return {"input_size": [int(v) for v in data_config["input_size"]],
             "mean": [float(v) for v in data_config["mean"]], "std": [float(v) for v in data_config["std"]]}
@@ -136,7 +131,7 @@ def _metadata_props(model: nn.Module) -> dict[str, str]:
     """What an exported file carries besides the graph (ONNX ``metadata_props``: string -> string)."""
     return {
         f"{METADATA_PREFIX}metadata_version": str(METADATA_VERSION),
-        f"{METADATA_PREFIX}arch_name": _arch_name(model.arch),
+        f"{METADATA_PREFIX}arch_name": arch_name(model.arch),
         f"{METADATA_PREFIX}arch": json.dumps(model.arch.to_dict()),
         f"{METADATA_PREFIX}data_config": json.dumps(_plain_data_config(model.data_config)),
         f"{METADATA_PREFIX}feature_dim": str(int(model.feature_dim)),
@@ -232,7 +227,7 @@ def export_onnx(checkpoint_or_model, out: str | os.PathLike, *, opset: int = DEF
     proto = _export_proto(model, opset, dynamic_batch, dynamo)
     onnx = _import("onnx")
     onnx.helper.set_model_props(proto, _metadata_props(model))
-    proto.doc_string = (f"robustreid {_arch_name(model.arch)} test descriptor: images (B, 3, H, W) -> "
+    proto.doc_string = (f"robustreid {arch_name(model.arch)} test descriptor: images (B, 3, H, W) -> "
                         "features (B, D), each branch L2-normalised (ReIDNet.embed)")
     data = proto.SerializeToString()
 
@@ -243,12 +238,12 @@ def export_onnx(checkpoint_or_model, out: str | os.PathLike, *, opset: int = DEF
         inputs = _parity_inputs(model.data_config, batch_sizes, images)
         parity = _parity_check(model, data, inputs, atol)
         if not parity["ok"]:
-            raise RuntimeError(f"ONNX export of {_arch_name(model.arch)} does not match PyTorch: max abs "
+            raise RuntimeError(f"ONNX export of {arch_name(model.arch)} does not match PyTorch: max abs "
                                f"differences {parity['max_abs_diff']} exceed {parity['tolerance']} (PyTorch "
                                f"float32 vs float64: {parity['torch_fp32_error']}); {out} was not written")
     write_bytes(out, data)
     return {"out": str(out), "bytes": len(data), "opset": opset, "dynamic_batch": bool(dynamic_batch),
-            "exporter": "dynamo" if dynamo else "torchscript", "arch_name": _arch_name(model.arch),
+            "exporter": "dynamo" if dynamo else "torchscript", "arch_name": arch_name(model.arch),
             "feature_dim": int(model.feature_dim), "input_size": list(model.data_config["input_size"]),
             "parity": parity}
 
@@ -324,14 +319,14 @@ def export_openvino(checkpoint_or_model, out: str | os.PathLike, *, opset: int =
             parity = _parity(model, OpenVinoEmbedder(xml, num_threads=torch.get_num_threads()).embed, inputs,
                              atol)
             if not parity["ok"]:
-                raise RuntimeError(f"OpenVINO export of {_arch_name(model.arch)} does not match PyTorch: max abs "
+                raise RuntimeError(f"OpenVINO export of {arch_name(model.arch)} does not match PyTorch: max abs "
                                    f"differences {parity['max_abs_diff']} exceed {parity['tolerance']}; "
                                    f"{out} was not written")
         xml_bytes, bin_bytes = xml.read_bytes(), xml.with_suffix(".bin").read_bytes()
     write_bytes(out.with_suffix(".bin"), bin_bytes)
     write_bytes(out, xml_bytes)
     return {"out": str(out), "bin": str(out.with_suffix(".bin")), "bytes": len(xml_bytes) + len(bin_bytes),
-            "opset": opset, "dynamic_batch": bool(dynamic_batch), "arch_name": _arch_name(model.arch),
+            "opset": opset, "dynamic_batch": bool(dynamic_batch), "arch_name": arch_name(model.arch),
             "feature_dim": int(model.feature_dim), "input_size": list(model.data_config["input_size"]),
             "openvino_version": ov.__version__, "parity": parity}
 

@@ -59,6 +59,7 @@ __all__ = [
     "WIDTHS",
     "BLOCKS",
     "MODELS",
+    "arch_name",
     "DEFAULT_DATA_CONFIG",
     "build_model",
     "list_models",
@@ -331,6 +332,11 @@ class ReIDNet(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The test descriptor only (no classifiers run): ``(B, feature_dim)``, each branch unit-norm."""
         return self.forward_head(self.forward_features(x), pre_logits=True)
+
+
+def arch_name(arch: Architecture) -> str:
+    """The ``build_model`` name whose architecture is exactly ``arch``, else ``"custom"``."""
+    return next((name for name, preset in MODELS.items() if preset == arch), "custom")
 
 
 def list_models() -> list[str]:
