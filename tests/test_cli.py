@@ -48,6 +48,8 @@ def test_scene_track_and_track_eval(tmp_path, capsys):
     assert 0 < metrics["idf1"] < 1 and metrics["num_frames"] == 30
     assert main(["track", str(seq), "--out", str(results)]) == 2
     assert "--checkpoint" in capsys.readouterr().err
+    assert main(["track", str(seq), "--no-reid", "--reid-refresh", "0", "--out", str(results)]) == 2
+    assert "--reid-refresh 0: expected an integer >= 1" in capsys.readouterr().err
 
 
 def test_config_show_and_bad_dataset_root(tmp_path, capsys):

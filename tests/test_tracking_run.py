@@ -110,6 +110,25 @@ def test_reid_oracle_beats_motion_only_at_a_meeting(crossing, tmp_path):
     assert reid["tracks"] == len(np.unique(results[:, 1])) and results[:, 0].max() <= 40
 
 
+def test_embedding_on_demand_embeds_fewer_crops_and_keeps_the_identities(crossing, tmp_path):
+    frames_embedded = []
+
+    def counting_oracle(seq, frame, image, boxes):
+        frames_embedded.append(frame)
+        return oracle(seq, frame, image, boxes)
+
+    every = track_sequence(crossing, tmp_path / "every.txt", embed_fn=oracle)
+    lazy = track_sequence(crossing, tmp_path / "lazy.txt", embed_fn=counting_oracle,
+                          config=TrackerConfig(reid_refresh=10))
+    det = np.loadtxt(crossing / "det" / "det.txt", delimiter=",")
+    assert every["embedded"] == int((det[:, 6] >= TrackerConfig().min_det_score).sum())  # every candidate
+    assert 0 < lazy["embedded"] < every["embedded"] / 2
+    assert len(frames_embedded) == len(set(frames_embedded)) < 40  # one call per frame at most, not every frame
+    m_every = evaluate_tracking(crossing / "gt" / "gt.txt", tmp_path / "every.txt", 40)
+    m_lazy = evaluate_tracking(crossing / "gt" / "gt.txt", tmp_path / "lazy.txt", 40)
+    assert m_lazy["idsw"] == m_every["idsw"] == 0 and m_lazy["idf1"] > 0.9
+
+
 def test_track_sequence_with_a_crop_extractor_and_progress(crossing, tmp_path):
     calls = []
     info = track_sequence(crossing, tmp_path / "colour.txt", mean_colour,

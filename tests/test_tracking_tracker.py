@@ -169,6 +169,72 @@ def test_bad_frames_and_config():
         TrackerConfig(max_frames_lost=-1)
 
 
+# ------------------------------------------------------------------------------ embedding on demand
+class Recorder:
+    """embed(indices) over one frame's embeddings, recording which detections were asked for."""
+
+    def __init__(self):
+        self.asked: list[list[int]] = []
+        self.feats = None
+
+    def __call__(self, indices):
+        self.asked[-1].extend(int(i) for i in indices)
+        return self.feats[indices] * 3.0  # not unit norm: the tracker normalises
+
+
+def run_on_demand(tracker, frames, recorder):
+    out = []
+    for dets in frames:
+        boxes = np.array([box(cx) for cx, _ in dets]).reshape(-1, 4)
+        recorder.feats = np.stack([e for _, e in dets]) if dets else np.empty((0, 4))
+        recorder.asked.append([])
+        res = tracker.update(boxes, np.full(len(dets), 0.9), recorder)
+        out.append(dict(zip(res.det_indices.tolist(), res.track_ids.tolist())))
+    return out
+
+
+def test_on_demand_with_refresh_1_is_motdt():
+    # A callable with reid_refresh=1 embeds every candidate of every frame: the tracks of the array path.
+    frames = crossing_frames() + [[(300, EC)], [], [(304, EC), (100, EA)]]
+    rec = Recorder()
+    assert run_on_demand(Tracker(TrackerConfig()), frames, rec) == run(Tracker(TrackerConfig()), frames)
+    assert rec.asked == [list(range(len(dets))) if dets else [] for dets in frames]
+
+
+def test_on_demand_embeds_only_where_appearance_decides():
+    # Two people far apart walk right for 12 frames (IoU between frames ~0.8): after the births (frame 1)
+    # only refreshes every 5 frames are embedded. Then they cross as in crossing_frames: every frame where
+    # their boxes reach each other is embedded in full, and appearance keeps the identities.
+    cfg = TrackerConfig(reid_refresh=5)
+    apart = [[(100 + 4 * t, EA), (400 + 4 * t, EB)] for t in range(12)]
+    rec = Recorder()
+    out = run_on_demand(Tracker(cfg), apart, rec)
+    # frame 1: births; frame 2: unconfirmed tracks match by IoU (steps 3-5 need the embeddings: the
+    # tracks are not confirmed yet, last embedding at frame 2); from frame 3 on the pairs are certain,
+    # refreshed when the last embedding is 5 frames old: frames 7 and 12
+    assert rec.asked[:2] == [[0, 1], [0, 1]]
+    assert rec.asked[2:] == [[], [], [], [], [0, 1], [], [], [], [], [0, 1]]
+    assert all(o == {0: 1, 1: 2} for o in out[1:])
+
+    rec = Recorder()
+    out = run_on_demand(Tracker(cfg), crossing_frames(), rec)
+    assert all(o == {0: 1, 1: 2} for o in out[1:])  # never swapped (IoU alone swaps them)
+    a_b_iou = [box_iou([box(a)], [box(b)])[0, 0] for (a, _), (b, _) in crossing_frames()]
+    for t in range(2, 21):
+        if a_b_iou[t] >= 0.3 or a_b_iou[t - 1] >= 0.3:  # a prediction can reach the other person
+            assert sorted(rec.asked[t]) == [0, 1], t
+
+
+def test_on_demand_checks_what_embed_returns():
+    tracker = Tracker(TrackerConfig())
+    with pytest.raises(ValueError, match=r"returned shape \(1, 4\); expected \(2, D\)"):
+        tracker.update(np.array([box(100), box(300)]), [0.9, 0.9], lambda idx: np.ones((1, 4)))
+    with pytest.raises(ValueError, match="reid_refresh"):
+        TrackerConfig(reid_refresh=0)
+    with pytest.raises(ValueError, match="certain_iou"):
+        TrackerConfig(certain_iou=0.0)
+
+
 # --------------------------------------------------------------------------------- embedding hook
 def _image():
     """A 20x30 RGB image whose pixel (r, c) is (r, c, 7)."""

@@ -323,8 +323,12 @@ def _cmd_synth_scene(args: argparse.Namespace) -> int:
 
 def _cmd_track(args: argparse.Namespace) -> int:
     from .tracking.run import track_sequence
+    from .tracking.tracker import TrackerConfig
 
     check_output_file(args.out, "--out")
+    if args.reid_refresh < 1:
+        raise UsageError(f"--reid-refresh {args.reid_refresh}: expected an integer >= 1")
+    config = TrackerConfig(use_reid=not args.no_reid, reid_refresh=args.reid_refresh)
     extractor = None
     if not args.no_reid:
         if not args.checkpoint:
@@ -339,7 +343,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
             sys.stderr.write(f"\rtrack: frame {frame}/{frames}")
             sys.stderr.flush()
 
-    info = track_sequence(args.seq_dir, args.out, extractor, progress=progress)
+    info = track_sequence(args.seq_dir, args.out, extractor, config=config, progress=progress)
     sys.stderr.write(f"\n{info['fps']} frames/s\n")
     print(json.dumps(info))
     return 0
@@ -504,6 +508,9 @@ def _add_application_commands(sub) -> None:
     p.add_argument("--checkpoint", metavar="CKPT", help=_MODEL_HELP)
     p.add_argument("--out", required=True, metavar="RESULTS.txt")
     p.add_argument("--no-reid", action="store_true", help="motion-only baseline (Table 5 'No ReID')")
+    p.add_argument("--reid-refresh", type=int, default=1, metavar="K",
+                   help="embed a crop only where appearance decides, and refresh a track's embedding every K "
+                        "frames (1, the default: every crop of every frame, as MOTDT)")
     p.add_argument("--device", default=None, help=_DEVICE_HELP)
     _add_backend_args(p)
     p.set_defaults(func=_cmd_track)

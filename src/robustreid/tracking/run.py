@@ -85,9 +85,12 @@ def _read_frame(seq: MOTSequence, frame: int) -> np.ndarray:
         raise ValueError(f"{path}: frame {frame} is not a readable image ({err})") from None
 
 
-def _frame_inputs(seq: MOTSequence, embed: EmbedFn | None) -> Iterator[tuple[np.ndarray, np.ndarray, object]]:
+def _frame_inputs(seq: MOTSequence, embed: EmbedFn | None,
+                  on_demand: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray, object]]:
     """Per frame ``(boxes_xyxy, scores, embeddings or None)`` from ``det/det.txt`` (and ``img1/``).
 
+    With ``on_demand`` the embeddings are a callable ``embed(indices) -> (len(indices), D)`` for the
+    tracker to call (:meth:`Tracker.update`): the frame is decoded only when it does.
     Boxes without width or height, or (when the image size is known: seqinfo.ini, or the decoded frame when a
     ReID model reads it) without a pixel in the image, are
     dropped: a detector never reports them and neither the tracker nor the crop cutter can use them.
@@ -107,8 +110,18 @@ def _frame_inputs(seq: MOTSequence, embed: EmbedFn | None) -> Iterator[tuple[np.
         boxes, scores = boxes[keep], scores[keep]
         feats = None
         if embed is not None and len(boxes):
-            feats = embed(seq, f, _read_frame(seq, f) if image is None else image, boxes)
+            if on_demand:
+                feats = _on_demand(embed, seq, f, image, boxes)
+            else:
+                feats = embed(seq, f, _read_frame(seq, f) if image is None else image, boxes)
         yield boxes, scores, feats
+
+
+def _on_demand(embed: EmbedFn, seq: MOTSequence, frame: int, image: np.ndarray | None,
+               boxes: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    def embed_indices(indices: np.ndarray) -> np.ndarray:
+        return embed(seq, frame, _read_frame(seq, frame) if image is None else image, boxes[indices])
+    return embed_indices
 
 
 def _resolve_config(config: TrackerConfig | None, embed: EmbedFn | None) -> TrackerConfig:
@@ -134,15 +147,26 @@ def track_sequence(seq_dir, out, extractor=None, *, config: TrackerConfig | None
     ``config`` defaults to ``TrackerConfig(use_reid=<a model was given>)``; with ``use_reid=False`` no
     frame is decoded. ``progress(frame, frames)`` is called after each frame.
 
-    Returns ``{"sequence", "frames", "seconds", "fps", "tracks", "results", "reid"}``.
+    The tracker asks for the embeddings of the candidates it uses (``Tracker.update`` with a callable):
+    every candidate of every frame with ``config.reid_refresh`` 1, fewer above (embedding on demand, see
+    :mod:`robustreid.tracking.tracker`); ``embedded`` counts the crops embedded.
+
+    Returns ``{"sequence", "frames", "seconds", "fps", "tracks", "results", "reid", "embedded"}``.
     """
     seq = load_sequence(seq_dir)
     embed = _embedder(extractor, embed_fn)
     config = _resolve_config(config, embed)
     tracker = Tracker(config)
-    n, rows = seq.info.seq_length, []
+    n, rows, embedded = seq.info.seq_length, [], 0
+
+    def counted(seq_, frame, image, boxes):
+        nonlocal embedded
+        embedded += len(boxes)
+        return embed(seq_, frame, image, boxes)
+
     start = time.perf_counter()
-    for f, (boxes, scores, feats) in enumerate(_frame_inputs(seq, embed if config.use_reid else None), 1):
+    frames = _frame_inputs(seq, counted if config.use_reid else None, on_demand=True)
+    for f, (boxes, scores, feats) in enumerate(frames, 1):
         rows.append(tracker.update(boxes, scores, feats).mot_rows())
         if progress is not None:
             progress(f, n)
@@ -151,7 +175,7 @@ def track_sequence(seq_dir, out, extractor=None, *, config: TrackerConfig | None
     write_results(out, results)
     return {"sequence": seq.info.name, "frames": n, "seconds": round(seconds, 3),
             "fps": round(n / max(seconds, 1e-9), 2), "tracks": int(len(np.unique(results[:, 1]))),
-            "results": str(out), "reid": config.use_reid}
+            "results": str(out), "reid": config.use_reid, "embedded": embedded}
 
 
 # -------------------------------------------------------------------------------------- room: calibration

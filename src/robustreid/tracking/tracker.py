@@ -25,6 +25,14 @@ One frame of :meth:`Tracker.update`, in order:
 Every assignment is a Hungarian assignment (``scipy.optimize.linear_sum_assignment``) that matches as
 many admissible pairs as possible and, among those, minimises the total cost (:func:`linear_assignment`).
 
+**Embedding on demand** (not in MOTDT; ``reid_refresh`` > 1 and ``embeddings`` given as a callable
+``embed(indices) -> (len(indices), D)``): before step 3, a confirmed tracked track and a candidate that
+IoU alone pairs beyond doubt (IoU at least ``certain_iou``, and neither of them within the IoU step's
+reach of any other live track or candidate) are matched without an embedding; the track's bank gets a
+new one only when its last is ``reid_refresh`` frames old. Every other candidate is embedded (one call per
+frame) and goes through steps 3-7 as above. The ReID model then runs on the crops where appearance can
+decide something: people close to each other, lost and new tracks.
+
 ``use_reid=False`` is the motion-only baseline of Table 5: steps 3-4 are skipped and lost tracks join
 the IoU step after the tracked ones (otherwise nothing could ever bring them back). Embeddings, when
 given, are still stored in the banks, so a re-entry gallery (:mod:`robustreid.tracking.reentry`) can
@@ -70,6 +78,10 @@ class TrackerConfig:
     ``max_appearance_distance`` is a cosine distance (``1 - cos``) between L2-normalised embeddings.
     MOTDT thresholds the Euclidean distance at 0.64; on unit vectors ``|a - b|^2 = 2 (1 - cos)``, so the
     same boundary is ``0.64^2 / 2 = 0.2048``.
+
+    ``reid_refresh`` and ``certain_iou`` set embedding on demand (module docstring); they act only when
+    :meth:`Tracker.update` gets its embeddings as a callable. ``reid_refresh=1`` embeds every candidate of
+    every frame (MOTDT).
     """
 
     use_reid: bool = True
@@ -83,6 +95,8 @@ class TrackerConfig:
     confirm_hits: int = 2
     std_weight_position: float = 1.0 / 20
     std_weight_velocity: float = 1.0 / 160
+    reid_refresh: int = 1
+    certain_iou: float = 0.5
 
     def __post_init__(self):
         if not isinstance(self.use_reid, bool):
@@ -95,7 +109,10 @@ class TrackerConfig:
                              f"{self.max_iou_distance!r}")
         if not self.gating_threshold > 0:
             raise ValueError(f"TrackerConfig.gating_threshold must be > 0, got {self.gating_threshold!r}")
-        for name, low in (("max_frames_lost", 0), ("max_descriptors", 1), ("confirm_hits", 1)):
+        if not 0.0 < self.certain_iou <= 1.0:
+            raise ValueError(f"TrackerConfig.certain_iou must be in (0, 1], got {self.certain_iou!r}")
+        for name, low in (("max_frames_lost", 0), ("max_descriptors", 1), ("confirm_hits", 1),
+                          ("reid_refresh", 1)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"TrackerConfig.{name} must be an integer >= {low}, got {value!r}")
@@ -176,6 +193,7 @@ class Track:
         self._max_descriptors = max_descriptors
         self._bank: np.ndarray | None = None  # ring buffer (max_descriptors, D), allocated on first use
         self._num_seen = 0  # embeddings ever added
+        self.last_embedded = -1  # frame of the last embedding added (-1: none yet)
 
     @property
     def box_xyxy(self) -> np.ndarray:
@@ -198,7 +216,8 @@ class Track:
             return np.empty((0, 0))
         return self._bank[:min(self._num_seen, self._max_descriptors)]
 
-    def _add_descriptor(self, feat: np.ndarray) -> None:
+    def _add_descriptor(self, feat: np.ndarray, frame_id: int) -> None:
+        self.last_embedded = frame_id
         if self._bank is None:
             self._bank = np.empty((self._max_descriptors, feat.shape[0]))
         self._bank[self._num_seen % self._max_descriptors] = feat
@@ -260,7 +279,14 @@ class Tracker:
         raise KeyError(f"no live track with id {track_id}")
 
     def update(self, boxes_xyxy, scores, embeddings=None) -> FrameTracks:
-        """Advance one frame with its detections (see the module docstring for the steps)."""
+        """Advance one frame with its detections (see the module docstring for the steps).
+
+        ``embeddings``: an (N, D) array (one row per detection), None (motion only), or a callable
+        ``embed(indices) -> (len(indices), D)`` that embeds the detections it is asked for, called at most
+        once per frame: with it the tracker embeds only the candidates it uses (all of them when
+        ``reid_refresh`` is 1, see the module docstring otherwise).
+        """
+        embed = embeddings if callable(embeddings) else None
         boxes, scores, feats = self._check_frame(boxes_xyxy, scores, embeddings)
         cfg = self.config
         self.frame_id += 1
@@ -276,6 +302,8 @@ class Tracker:
         tracked = [t for t in self._tracked if t.confirmed]
         unconfirmed = [t for t in self._tracked if not t.confirmed]
         lost = list(self._lost)
+        if embed is not None and len(pool):
+            tracked, pool, feats = self._embed_on_demand(embed, tracked, pool, measurements, boxes, matched)
 
         # 3-4. appearance, tracked then lost
         if cfg.use_reid:
@@ -298,7 +326,7 @@ class Tracker:
             t = Track(self._next_id, mean, cov, self.frame_id, cfg.max_descriptors)
             self._next_id += 1
             if feats is not None:
-                t._add_descriptor(feats[j])
+                t._add_descriptor(feats[j], self.frame_id)
             if cfg.confirm_hits == 1:
                 t.confirmed = True
                 newly_confirmed.append(t.track_id)
@@ -336,6 +364,50 @@ class Tracker:
         )
 
     # ----------------------------------------------------------------------------------- internals
+    def _embed_on_demand(self, embed, tracked: list[Track], pool: np.ndarray, measurements: np.ndarray,
+                         boxes: np.ndarray, matched: dict[int, int]) -> tuple[list[Track], np.ndarray, np.ndarray]:
+        """Match the certain pairs by IoU, embed what the rest of the frame needs in one call (module
+        docstring); return the tracked tracks and candidates left, and (N, D) embeddings (zero rows where
+        a detection was not embedded: no step reads them)."""
+        cfg = self.config
+        certain: list[tuple[Track, int]] = []
+        if cfg.use_reid and cfg.reid_refresh > 1:
+            certain = self._certain_pairs(tracked, pool, boxes)
+        refresh = [(t, j) for t, j in certain if self.frame_id - t.last_embedded >= cfg.reid_refresh]
+        done = {j for _, j in certain}
+        rest = np.array([j for j in pool if j not in done], dtype=np.int64)
+        wanted = np.concatenate([np.array([j for _, j in refresh], dtype=np.int64), rest])
+        feats = np.zeros((len(boxes), 0))
+        if len(wanted):
+            got = _as_numpy(embed(wanted.copy())).astype(np.float64)
+            if got.ndim != 2 or got.shape[0] != len(wanted) or got.shape[1] == 0:
+                raise ValueError(f"embed({len(wanted)} indices) returned shape {got.shape}; expected "
+                                 f"({len(wanted)}, D)")
+            feats = np.zeros((len(boxes), got.shape[1]))
+            feats[wanted] = _l2_normalize(got, "embeddings")
+        refreshed = {j for _, j in refresh}
+        for t, j in certain:
+            self._apply_match(t, measurements[j], feats[j] if j in refreshed else None)
+            matched[t.track_id] = j
+        paired = {t.track_id for t, _ in certain}
+        return [t for t in tracked if t.track_id not in paired], rest, feats
+
+    def _certain_pairs(self, tracked: list[Track], pool: np.ndarray, boxes: np.ndarray) -> list[tuple[Track, int]]:
+        """(track, detection) pairs IoU decides alone: IoU >= ``certain_iou``, and no other live track or
+        candidate within the IoU step's reach (IoU >= 1 - ``max_iou_distance``) of either."""
+        if not tracked:
+            return []
+        cfg = self.config
+        reach = 1.0 - cfg.max_iou_distance
+        iou = box_iou(np.stack([t.box_xyxy for t in tracked]), boxes[pool])
+        near = iou >= reach
+        others = [t for t in self.tracks if t not in tracked]
+        crowded = np.zeros(len(pool), dtype=bool)
+        if others:
+            crowded = (box_iou(np.stack([t.box_xyxy for t in others]), boxes[pool]) >= reach).any(axis=0)
+        ok = (iou >= cfg.certain_iou) & (near.sum(axis=1, keepdims=True) == 1) & (near.sum(axis=0) == 1) & ~crowded
+        return [(tracked[i], int(pool[k])) for i, k in zip(*np.nonzero(ok))]
+
     def _associate(self, tracks: list[Track], pool: np.ndarray, kind: str, measurements: np.ndarray,
                    feats: np.ndarray | None, boxes: np.ndarray,
                    matched: dict[int, int]) -> tuple[list[Track], np.ndarray]:
@@ -362,7 +434,7 @@ class Tracker:
     def _apply_match(self, track: Track, measurement: np.ndarray, feat: np.ndarray | None) -> None:
         track.mean, track.covariance = self.kalman.update(track.mean, track.covariance, measurement)
         if feat is not None:
-            track._add_descriptor(feat)
+            track._add_descriptor(feat, self.frame_id)
         track.hits += 1
         track.last_frame = self.frame_id
         if not track.confirmed and track.hits >= self.config.confirm_hits:
@@ -383,6 +455,8 @@ class Tracker:
         bad = np.flatnonzero((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1]))
         if len(bad):
             raise ValueError(f"boxes_xyxy[{bad[0]}] = {boxes[bad[0]].tolist()}: expected x2 > x1 and y2 > y1")
+        if callable(embeddings):
+            return boxes, scores, None  # embedded on demand (_embed_on_demand)
         if embeddings is None:
             if self.config.use_reid and n:
                 raise ValueError("embeddings: required when TrackerConfig.use_reid is True "
