@@ -16,7 +16,8 @@ Prints one JSON object per line:
                (an untrained model: a speed figure, not an accuracy one)
   table        with --markdown FILE: the rows as one markdown table, written there
 
-The runs alternate nothing: each row is one pass over the scene, one after another in this process.
+Each row is one pass over the scene, one after the other in this process (no alternation: a rough
+figure on a shared machine); the frames are read once before the first so no row pays the cold disk.
 BatchNorm statistics of an untrained network are first set from random images (a freshly initialised
 network runs far slower on denormal activations and is not what anyone deploys).
 
@@ -35,10 +36,12 @@ from pathlib import Path
 import torch
 
 from robustreid import build_model
+from robustreid.checkpoint import load_model
 from robustreid.evaluate import FeatureExtractor
 from robustreid.export import export_onnx
-from robustreid.tracking.motio import load_sequence
+from robustreid.model import arch_name
 from robustreid.swag import update_bn
+from robustreid.tracking.motio import load_sequence
 from robustreid.tracking.run import evaluate_tracking, track_sequence
 from robustreid.tracking.scene import write_scene
 from robustreid.tracking.tracker import TrackerConfig
@@ -88,7 +91,8 @@ def markdown(rows: list[dict]) -> str:
 def extractors(checkpoint: str | None, backends: list[str], tmp: Path):
     """(model name, backend, FeatureExtractor) for each backend, one model exported once to ONNX."""
     if checkpoint:
-        model, name = checkpoint, Path(checkpoint).parent.name + "/" + Path(checkpoint).name
+        model = load_model(checkpoint)  # named as bench_deploy names it: architecture (run folder)
+        name = f"{arch_name(model.arch)} ({Path(checkpoint).resolve().parent.name})"
     else:
         model, name = build_model("robustreid_1x"), "robustreid_1x (untrained)"
         set_bn_statistics(model)
@@ -135,6 +139,8 @@ def main() -> None:
                           "frames_per_cpu_s": None if reused else round(frames / max(cpu, 1e-9), 1)}),
               flush=True)
         seq_dir = out / manifest["sequences"][0]["path"]
+        for frame in sorted((seq_dir / "img1").iterdir()):
+            frame.read_bytes()  # warm the page cache
         rows = [bench_track(seq_dir, Path(tmp) / "motion.txt", None)]
         print(json.dumps(rows[-1]), flush=True)
         for name, backend, extractor in extractors(args.checkpoint, args.backends, Path(tmp)):

@@ -7,6 +7,7 @@ import pytest
 from robustreid.cli import main
 from robustreid.model import build_model
 from robustreid.profile import count_params
+from robustreid.tracking.tracker import TrackerConfig
 
 
 def test_profile_json_keys_and_values(capsys):
@@ -50,6 +51,25 @@ def test_scene_track_and_track_eval(tmp_path, capsys):
     assert "--checkpoint" in capsys.readouterr().err
     assert main(["track", str(seq), "--no-reid", "--reid-refresh", "0", "--out", str(results)]) == 2
     assert "--reid-refresh 0: expected an integer >= 1" in capsys.readouterr().err
+    assert main(["track", str(seq), "--no-reid", "--reid-refresh", "5", "--out", str(results)]) == 2
+    assert "no ReID model to refresh" in capsys.readouterr().err
+
+
+def test_track_passes_reid_refresh_to_the_tracker(tmp_path, capsys, monkeypatch):
+    import robustreid.evaluate
+    import robustreid.tracking.run
+
+    seen = {}
+
+    def fake_track(seq_dir, out, extractor, *, config, progress):
+        seen.update(config=config, extractor=extractor)
+        return {"fps": 1.0}
+
+    monkeypatch.setattr(robustreid.tracking.run, "track_sequence", fake_track)
+    monkeypatch.setattr(robustreid.evaluate, "FeatureExtractor", lambda *a, **k: "model")
+    assert main(["track", str(tmp_path), "--checkpoint", "m.pt", "--reid-refresh", "7",
+                 "--out", str(tmp_path / "r.txt")]) == 0
+    assert seen == {"config": TrackerConfig(use_reid=True, reid_refresh=7), "extractor": "model"}
 
 
 def test_config_show_and_bad_dataset_root(tmp_path, capsys):

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from robustreid.synthetic import derive_rng, sample_camera, sample_identity
-from robustreid.tracking.motio import read_results, write_results, xywh_to_xyxy
+from robustreid.tracking.motio import load_sequence, read_results, write_results, xywh_to_xyxy
 from robustreid.tracking.reentry import ReentryConfig
 from robustreid.tracking.run import (
+    _frame_inputs,
     calibrate_reentry,
     compare_models,
     evaluate_room,
@@ -23,7 +24,7 @@ from robustreid.tracking.run import (
     track_sequence,
 )
 from robustreid.tracking.scene import Walker, street_camera, write_scene, write_sequence
-from robustreid.tracking.tracker import TrackerConfig, box_iou
+from robustreid.tracking.tracker import Tracker, TrackerConfig, box_iou
 
 DIM = 16
 
@@ -127,6 +128,11 @@ def test_embedding_on_demand_embeds_fewer_crops_and_keeps_the_identities(crossin
     m_every = evaluate_tracking(crossing / "gt" / "gt.txt", tmp_path / "every.txt", 40)
     m_lazy = evaluate_tracking(crossing / "gt" / "gt.txt", tmp_path / "lazy.txt", 40)
     assert m_lazy["idsw"] == m_every["idsw"] == 0 and m_lazy["idf1"] > 0.9
+    # at refresh 1, the on-demand path is the array path the room tracker and the calibration use
+    tracker, rows = Tracker(TrackerConfig()), []
+    for boxes, scores, feats in _frame_inputs(load_sequence(crossing), oracle):
+        rows.append(tracker.update(boxes, scores, feats).mot_rows())
+    np.testing.assert_allclose(read_results(tmp_path / "every.txt"), np.concatenate(rows)[:, :7], atol=0.01)
 
 
 def test_track_sequence_with_a_crop_extractor_and_progress(crossing, tmp_path):

@@ -194,11 +194,23 @@ def run_on_demand(tracker, frames, recorder):
 
 
 def test_on_demand_with_refresh_1_is_motdt():
-    # A callable with reid_refresh=1 embeds every candidate of every frame: the tracks of the array path.
+    # A callable with reid_refresh=1 embeds every candidate of every frame: the tracks and banks of the
+    # array path. A low-score detection first in every frame (never a candidate, never asked for) makes
+    # candidate positions differ from detection indices.
     frames = crossing_frames() + [[(300, EC)], [], [(304, EC), (100, EA)]]
-    rec = Recorder()
-    assert run_on_demand(Tracker(TrackerConfig()), frames, rec) == run(Tracker(TrackerConfig()), frames)
-    assert rec.asked == [list(range(len(dets))) if dets else [] for dets in frames]
+    noise = (600, np.eye(4)[3])
+    array_tracker, lazy_tracker, asked = Tracker(TrackerConfig()), Tracker(TrackerConfig()), []
+    for dets in frames:
+        dets = [noise] + dets
+        boxes = np.array([box(cx) for cx, _ in dets])
+        scores = np.array([0.1] + [0.9] * (len(dets) - 1))
+        feats = np.stack([e for _, e in dets])
+        a = array_tracker.update(boxes, scores, feats)
+        b = lazy_tracker.update(boxes, scores, lambda idx: (asked.append(sorted(idx.tolist())), feats[idx])[1])
+        assert a.det_indices.tolist() == b.det_indices.tolist() and a.track_ids.tolist() == b.track_ids.tolist()
+    assert asked == [list(range(1, len(dets) + 1)) for dets in frames if dets]
+    for t in array_tracker.tracks:
+        np.testing.assert_array_equal(t.descriptors, lazy_tracker.track(t.track_id).descriptors)
 
 
 def test_on_demand_embeds_only_where_appearance_decides():
@@ -223,6 +235,70 @@ def test_on_demand_embeds_only_where_appearance_decides():
     for t in range(2, 21):
         if a_b_iou[t] >= 0.3 or a_b_iou[t - 1] >= 0.3:  # a prediction can reach the other person
             assert sorted(rec.asked[t]) == [0, 1], t
+
+
+def test_on_demand_mixes_refreshes_and_crowded_candidates_in_one_call():
+    # C walks alone (certain, refresh due every 3 frames); A and B stand 10 px apart (never certain).
+    # Every call then holds C's refresh first, then A and B; each track's newest embedding must be its own.
+    cfg = TrackerConfig(reid_refresh=3)
+    tracker, rec = Tracker(cfg), Recorder()
+    frames = [[(100, EA), (110, EB), (400 + 4 * t, EC)] for t in range(9)]
+    out = run_on_demand(tracker, frames, rec)
+    assert all(o == {0: 1, 1: 2, 2: 3} for o in out[1:])
+    assert rec.asked[2] == [0, 1] and rec.asked[4] == [2, 0, 1]  # C refreshed at frame 5 (last: frame 2)
+    for track_id, code in ((1, EA), (2, EB), (3, EC)):
+        np.testing.assert_array_equal(tracker.track(track_id).descriptors[-1], code)
+
+
+def test_on_demand_never_pairs_a_detection_twice():
+    # IoU step reach 0.7, certain_iou 0.5: A-d0 0.9 and B-d1 0.83 are the only pairs in reach; A-d1 (0.6)
+    # and B-d0 (0.56) pass certain_iou alone. Each track must end with one detection, each once.
+    cfg = TrackerConfig(reid_refresh=5, max_iou_distance=0.3, gating_threshold=1e-9)
+    tracker = Tracker(cfg)
+    first = np.array([[0, 0, 10, 10], [0, 0, 10, 5]], dtype=float)
+    for _ in range(3):  # confirm both tracks, standing still
+        tracker.update(first, [0.9, 0.9], np.stack([EA, EB]))
+    dets = np.array([[0, 0, 10, 9], [0, 0, 10, 6]], dtype=float)
+    res = tracker.update(dets, [0.9, 0.9], lambda idx: np.stack([EA, EB])[idx])
+    assert sorted(res.det_indices.tolist()) == [0, 1] and sorted(res.track_ids.tolist()) == [1, 2]
+    assert [t.hits for t in tracker.tracks] == [4, 4]
+
+
+def test_on_demand_asks_when_a_lost_track_is_near():
+    # B stood beside A (boxes touching, IoU 0) and is lost from frame 4. Its Kalman gate widens while it
+    # is lost: by frame 5 A's detection is inside it (squared Mahalanobis 7.7 < 9.49; 15.2 at frame 4),
+    # so it could be B coming back and is embedded although IoU alone would pair it with A.
+    cfg = TrackerConfig(reid_refresh=100)
+    tracker, rec = Tracker(cfg), Recorder()
+    run_on_demand(tracker, [[(100, EA), (140, EB)]] * 3 + [[(100, EA)]] * 4, rec)
+    assert [t.state for t in tracker.tracks] == ["tracked", "lost"]
+    assert rec.asked[3:] == [[], [0], [0], [0]]
+    # far from the lost track, the same detection needs no embedding
+    tracker, rec = Tracker(cfg), Recorder()
+    run_on_demand(tracker, [[(100, EA), (400, EB)]] * 3 + [[(100, EA)]] * 4, rec)
+    assert rec.asked[3:] == [[], [], [], []]
+
+
+def test_on_demand_without_reid_embeds_every_candidate_for_the_banks():
+    tracker, rec = Tracker(TrackerConfig(use_reid=False, reid_refresh=5)), Recorder()
+    run_on_demand(tracker, [[(100 + 4 * t, EA)] for t in range(6)], rec)
+    assert rec.asked == [[0]] * 6 and len(tracker.track(1).descriptors) == 6
+
+
+def test_on_demand_error_leaves_the_tracker_as_it_was():
+    tracker = Tracker(TrackerConfig())
+    tracker.update(np.array([box(100)]), [0.9], EA[None])
+    mean = tracker.track(1).mean.copy()
+
+    def broken(idx):
+        raise RuntimeError("model crashed")
+
+    with pytest.raises(RuntimeError, match="model crashed"):
+        tracker.update(np.array([box(104)]), [0.9], broken)
+    assert tracker.frame_id == 1
+    np.testing.assert_array_equal(tracker.track(1).mean, mean)
+    res = tracker.update(np.array([box(104)]), [0.9], EA[None])  # the retry is frame 2
+    assert res.frame_id == 2 and res.track_ids.tolist() == [1]
 
 
 def test_on_demand_checks_what_embed_returns():

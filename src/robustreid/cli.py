@@ -328,6 +328,8 @@ def _cmd_track(args: argparse.Namespace) -> int:
     check_output_file(args.out, "--out")
     if args.reid_refresh < 1:
         raise UsageError(f"--reid-refresh {args.reid_refresh}: expected an integer >= 1")
+    if args.no_reid and args.reid_refresh != 1:
+        raise UsageError(f"--reid-refresh {args.reid_refresh} with --no-reid: there is no ReID model to refresh")
     config = TrackerConfig(use_reid=not args.no_reid, reid_refresh=args.reid_refresh)
     extractor = None
     if not args.no_reid:

@@ -2,8 +2,9 @@
 Table-5-shaped comparison of ReID models (Section 5).
 
 * :func:`track_sequence`: one MOTChallenge sequence through the online :class:`Tracker`. With a ReID
-  model, all detection crops of a frame are embedded in one batch (:class:`CropEmbedder`); without one,
-  the tracker runs on motion alone (the "No ReID" row of Table 5).
+  model, the crops of a frame's candidates (detections above ``min_det_score``) are embedded in one batch
+  (:class:`CropEmbedder`), or only those the tracker asks for with ``TrackerConfig.reid_refresh`` > 1
+  (embedding on demand); without one, the tracker runs on motion alone (the "No ReID" row of Table 5).
 * :func:`track_room`: the cameras of one room through a :class:`RoomTracker`, whose re-entry gallery
   gives every person a global identity (Section 5.1). The acceptance threshold of the gallery is set
   on the scene's **validation part** (``validation/cam*``: same room and cameras, other people) at a
@@ -90,7 +91,9 @@ def _frame_inputs(seq: MOTSequence, embed: EmbedFn | None,
     """Per frame ``(boxes_xyxy, scores, embeddings or None)`` from ``det/det.txt`` (and ``img1/``).
 
     With ``on_demand`` the embeddings are a callable ``embed(indices) -> (len(indices), D)`` for the
-    tracker to call (:meth:`Tracker.update`): the frame is decoded only when it does.
+    tracker to call (:meth:`Tracker.update`): the frame is decoded only when it does (or up front when
+    seqinfo.ini gives no image size).
+
     Boxes without width or height, or (when the image size is known: seqinfo.ini, or the decoded frame when a
     ReID model reads it) without a pixel in the image, are
     dropped: a detector never reports them and neither the tracker nor the crop cutter can use them.

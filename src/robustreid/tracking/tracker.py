@@ -27,11 +27,14 @@ many admissible pairs as possible and, among those, minimises the total cost (:f
 
 **Embedding on demand** (not in MOTDT; ``reid_refresh`` > 1 and ``embeddings`` given as a callable
 ``embed(indices) -> (len(indices), D)``): before step 3, a confirmed tracked track and a candidate that
-IoU alone pairs beyond doubt (IoU at least ``certain_iou``, and neither of them within the IoU step's
-reach of any other live track or candidate) are matched without an embedding; the track's bank gets a
-new one only when its last is ``reid_refresh`` frames old. Every other candidate is embedded (one call per
-frame) and goes through steps 3-7 as above. The ReID model then runs on the crops where appearance can
-decide something: people close to each other, lost and new tracks.
+steps 3-5 would pair whatever their appearance are matched without an embedding. Such a pair has IoU
+at least ``certain_iou`` (and within the IoU step's reach); the track has no other candidate within its
+reach (IoU or Kalman gate), and the candidate is within the reach of no other live track (tracked, lost
+or unconfirmed). The track's bank gets a new embedding only when its last is ``reid_refresh`` frames
+old, so a bank of ``max_descriptors`` spans about ``reid_refresh`` times more frames. Every other
+candidate is embedded (one call per frame) and goes through steps 3-7 as above. The ReID model then runs
+where appearance can decide something: people near each other, lost and new tracks. With
+``use_reid=False`` a callable embeds every candidate (the banks still feed a re-entry gallery).
 
 ``use_reid=False`` is the motion-only baseline of Table 5: steps 3-4 are skipped and lost tracks join
 the IoU step after the tracked ones (otherwise nothing could ever bring them back). Embeddings, when
@@ -80,8 +83,10 @@ class TrackerConfig:
     same boundary is ``0.64^2 / 2 = 0.2048``.
 
     ``reid_refresh`` and ``certain_iou`` set embedding on demand (module docstring); they act only when
-    :meth:`Tracker.update` gets its embeddings as a callable. ``reid_refresh=1`` embeds every candidate of
-    every frame (MOTDT).
+    :meth:`Tracker.update` gets its embeddings as a callable (``tracking.run.track_sequence`` and
+    ``robustreid track`` do; the room tracker and the re-entry calibration embed every candidate) and
+    ``use_reid`` is on. ``reid_refresh=1`` embeds every candidate of every frame (MOTDT). ``certain_iou`` is
+    an IoU (a similarity), unlike ``max_iou_distance`` (``1 - IoU``); a pair needs both.
     """
 
     use_reid: bool = True
@@ -282,13 +287,18 @@ class Tracker:
         """Advance one frame with its detections (see the module docstring for the steps).
 
         ``embeddings``: an (N, D) array (one row per detection), None (motion only), or a callable
-        ``embed(indices) -> (len(indices), D)`` that embeds the detections it is asked for, called at most
-        once per frame: with it the tracker embeds only the candidates it uses (all of them when
-        ``reid_refresh`` is 1, see the module docstring otherwise).
+        ``embed(indices) -> (len(indices), D)`` (anything callable that is not an array: an ``nn.Module``
+        passed by mistake would be called with indices). ``indices`` is an int64 array of rows of
+        ``boxes_xyxy``, not sorted, never a detection below ``min_det_score``; the callable is called at
+        most once per frame, and not at all when no candidate needs an embedding: the tracker embeds only
+        the candidates it uses (all of them when ``reid_refresh`` is 1, see the module docstring
+        otherwise). For a BoxMOT-style backend: ``lambda idx: adapter.get_features(boxes[idx], bgr_frame)``
+        (:class:`ReIDFeatureAdapter`). If the callable raises, the tracker is left as it was before the call.
         """
         embed = embeddings if callable(embeddings) else None
         boxes, scores, feats = self._check_frame(boxes_xyxy, scores, embeddings)
         cfg = self.config
+        before = (self.frame_id, [(t.mean, t.covariance) for t in self.tracks])
         self.frame_id += 1
         measurements = xyxy_to_xyah(boxes) if len(boxes) else np.empty((0, 4))
 
@@ -303,7 +313,13 @@ class Tracker:
         unconfirmed = [t for t in self._tracked if not t.confirmed]
         lost = list(self._lost)
         if embed is not None and len(pool):
-            tracked, pool, feats = self._embed_on_demand(embed, tracked, pool, measurements, boxes, matched)
+            try:
+                tracked, pool, feats = self._embed_on_demand(embed, tracked, pool, measurements, boxes, matched)
+            except BaseException:
+                self.frame_id = before[0]  # nothing matched yet: undo the prediction
+                for t, (mean, cov) in zip(self.tracks, before[1]):
+                    t.mean, t.covariance = mean, cov
+                raise
 
         # 3-4. appearance, tracked then lost
         if cfg.use_reid:
@@ -366,46 +382,53 @@ class Tracker:
     # ----------------------------------------------------------------------------------- internals
     def _embed_on_demand(self, embed, tracked: list[Track], pool: np.ndarray, measurements: np.ndarray,
                          boxes: np.ndarray, matched: dict[int, int]) -> tuple[list[Track], np.ndarray, np.ndarray]:
-        """Match the certain pairs by IoU, embed what the rest of the frame needs in one call (module
-        docstring); return the tracked tracks and candidates left, and (N, D) embeddings (zero rows where
-        a detection was not embedded: no step reads them)."""
+        """Match the certain pairs, embed what the rest of the frame needs in one call (module docstring);
+        return the tracked tracks and candidates left, and (N, D) embeddings (zero rows where a detection
+        was not embedded: no step reads them)."""
         cfg = self.config
         certain: list[tuple[Track, int]] = []
         if cfg.use_reid and cfg.reid_refresh > 1:
-            certain = self._certain_pairs(tracked, pool, boxes)
-        refresh = [(t, j) for t, j in certain if self.frame_id - t.last_embedded >= cfg.reid_refresh]
+            certain = self._certain_pairs(tracked, pool, measurements, boxes)
+        refresh = [j for t, j in certain if self.frame_id - t.last_embedded >= cfg.reid_refresh]
         done = {j for _, j in certain}
         rest = np.array([j for j in pool if j not in done], dtype=np.int64)
-        wanted = np.concatenate([np.array([j for _, j in refresh], dtype=np.int64), rest])
+        wanted = np.array(refresh + rest.tolist(), dtype=np.int64)
         feats = np.zeros((len(boxes), 0))
         if len(wanted):
             got = _as_numpy(embed(wanted.copy())).astype(np.float64)
             if got.ndim != 2 or got.shape[0] != len(wanted) or got.shape[1] == 0:
                 raise ValueError(f"embed({len(wanted)} indices) returned shape {got.shape}; expected "
                                  f"({len(wanted)}, D)")
+            got = _l2_normalize(got, "embeddings")
             feats = np.zeros((len(boxes), got.shape[1]))
-            feats[wanted] = _l2_normalize(got, "embeddings")
-        refreshed = {j for _, j in refresh}
+            feats[wanted] = got
         for t, j in certain:
-            self._apply_match(t, measurements[j], feats[j] if j in refreshed else None)
+            self._apply_match(t, measurements[j], feats[j] if j in refresh else None)
             matched[t.track_id] = j
         paired = {t.track_id for t, _ in certain}
         return [t for t in tracked if t.track_id not in paired], rest, feats
 
-    def _certain_pairs(self, tracked: list[Track], pool: np.ndarray, boxes: np.ndarray) -> list[tuple[Track, int]]:
-        """(track, detection) pairs IoU decides alone: IoU >= ``certain_iou``, and no other live track or
-        candidate within the IoU step's reach (IoU >= 1 - ``max_iou_distance``) of either."""
+    def _certain_pairs(self, tracked: list[Track], pool: np.ndarray, measurements: np.ndarray,
+                       boxes: np.ndarray) -> list[tuple[Track, int]]:
+        """(track, detection) pairs steps 3-5 would match whatever the embeddings (module docstring): IoU
+        at least ``certain_iou`` and within the IoU step's reach; no other candidate within the track's
+        reach (IoU, or its Kalman gate: step 3), and the candidate within no other live track's reach."""
         if not tracked:
             return []
         cfg = self.config
         reach = 1.0 - cfg.max_iou_distance
         iou = box_iou(np.stack([t.box_xyxy for t in tracked]), boxes[pool])
-        near = iou >= reach
-        others = [t for t in self.tracks if t not in tracked]
+        gated = np.stack([self.kalman.gating_distance(t.mean, t.covariance, measurements[pool])
+                          for t in tracked]) <= cfg.gating_threshold
+        near = (iou >= reach) | gated
+        others = [t for t in self.tracks if all(t is not u for u in tracked)]
         crowded = np.zeros(len(pool), dtype=bool)
-        if others:
-            crowded = (box_iou(np.stack([t.box_xyxy for t in others]), boxes[pool]) >= reach).any(axis=0)
-        ok = (iou >= cfg.certain_iou) & (near.sum(axis=1, keepdims=True) == 1) & (near.sum(axis=0) == 1) & ~crowded
+        for t in others:  # lost tracks compete by appearance inside their gate, any track by IoU
+            crowded |= box_iou(t.box_xyxy[None], boxes[pool])[0] >= reach
+            if t.confirmed:
+                crowded |= self.kalman.gating_distance(t.mean, t.covariance, measurements[pool]) <= cfg.gating_threshold
+        ok = ((iou >= max(cfg.certain_iou, reach)) & (near.sum(axis=1, keepdims=True) == 1)
+              & (near.sum(axis=0) == 1) & ~crowded)
         return [(tracked[i], int(pool[k])) for i, k in zip(*np.nonzero(ok))]
 
     def _associate(self, tracks: list[Track], pool: np.ndarray, kind: str, measurements: np.ndarray,
