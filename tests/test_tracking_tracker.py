@@ -250,18 +250,6 @@ def test_on_demand_mixes_refreshes_and_crowded_candidates_in_one_call():
         np.testing.assert_array_equal(tracker.track(track_id).descriptors[-1], code)
 
 
-def test_on_demand_keeps_the_banks_of_touching_people_fresh():
-    # A and B walk side by side, boxes overlapping by 5 px (IoU 0.07: out of each other's IoU reach and
-    # gates, so both pairs stay certain): their embeddings are refreshed every frame all the same, for the
-    # crossing that may follow. 40 px apart (boxes touching at the edge, IoU 0) they are not.
-    cfg = TrackerConfig(reid_refresh=100)
-    for gap, expected in ((35, [0, 1]), (40, [])):
-        tracker, rec = Tracker(cfg), Recorder()
-        out = run_on_demand(tracker, [[(100 + 2 * t, EA), (100 + gap + 2 * t, EB)] for t in range(6)], rec)
-        assert all(o == {0: 1, 1: 2} for o in out[1:])
-        assert [sorted(a) for a in rec.asked[2:]] == [expected] * 4, gap
-
-
 def test_on_demand_never_pairs_a_detection_twice():
     # IoU step reach 0.7, certain_iou 0.5: A-d0 0.9 and B-d1 0.83 are the only pairs in reach; A-d1 (0.6)
     # and B-d0 (0.56) pass certain_iou alone. Each track must end with one detection, each once.

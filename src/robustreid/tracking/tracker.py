@@ -31,11 +31,12 @@ steps 3-5 would pair whatever their appearance are matched without an embedding.
 at least ``certain_iou`` (and within the IoU step's reach); the track has no other candidate within its
 reach (IoU or Kalman gate), and the candidate is within the reach of no other live track (tracked, lost
 or unconfirmed). The track's bank gets a new embedding only when its last is ``reid_refresh`` frames
-old, or when its detection overlaps another candidate or another live track's predicted box (a crossing
-may follow, and appearance will decide it), so a bank of ``max_descriptors`` spans up to ``reid_refresh``
-times more frames. Every other candidate is embedded (one call per frame) and goes through steps 3-7 as
-above. The ReID model then runs where appearance can decide something: people near each other, lost
-and new tracks. With ``use_reid=False`` a callable embeds every candidate (the banks still feed a re-entry gallery).
+old, so a bank of ``max_descriptors`` spans about ``reid_refresh`` times more frames. Every other
+candidate is embedded (one call per frame) and goes through steps 3-7 as above. The ReID model then
+runs where appearance can decide something: people near each other, lost and new tracks. With
+``use_reid=False`` a callable embeds every candidate (the banks still feed a re-entry gallery). The
+sparser banks change later appearance decisions: on the street scene the tracks differ from MOTDT's
+(README, "Tracking speed with ReID").
 
 ``use_reid=False`` is the motion-only baseline of Table 5: steps 3-4 are skipped and lost tracks join
 the IoU step after the tracked ones (otherwise nothing could ever bring them back). Embeddings, when
@@ -390,9 +391,7 @@ class Tracker:
         certain: list[tuple[Track, int]] = []
         if cfg.use_reid and cfg.reid_refresh > 1:
             certain = self._certain_pairs(tracked, pool, measurements, boxes)
-        touching = self._touching(certain, pool, boxes)
-        refresh = [j for (t, j), touch in zip(certain, touching)
-                   if touch or self.frame_id - t.last_embedded >= cfg.reid_refresh]
+        refresh = [j for t, j in certain if self.frame_id - t.last_embedded >= cfg.reid_refresh]
         done = {j for _, j in certain}
         rest = np.array([j for j in pool if j not in done], dtype=np.int64)
         wanted = np.array(refresh + rest.tolist(), dtype=np.int64)
@@ -410,21 +409,6 @@ class Tracker:
             matched[t.track_id] = j
         paired = {t.track_id for t, _ in certain}
         return [t for t in tracked if t.track_id not in paired], rest, feats
-
-    def _touching(self, certain: list[tuple[Track, int]], pool: np.ndarray, boxes: np.ndarray) -> list[bool]:
-        """For each certain pair: does its detection overlap (IoU > 0) another candidate or another live
-        track's predicted box? Such a track may be in a crossing soon: its bank is kept fresh."""
-        if not certain:
-            return []
-        iou = box_iou(boxes[[j for _, j in certain]], boxes[pool])
-        near_det = (iou > 0).sum(axis=1) > 1  # itself, and at least one other
-        near_track = np.zeros(len(certain), dtype=bool)
-        tracks = self.tracks
-        if len(tracks) > 1:
-            t_iou = box_iou(boxes[[j for _, j in certain]], np.stack([t.box_xyxy for t in tracks]))
-            own = np.array([[u is t for u in tracks] for t, _ in certain])
-            near_track = ((t_iou > 0) & ~own).any(axis=1)
-        return (near_det | near_track).tolist()
 
     def _certain_pairs(self, tracked: list[Track], pool: np.ndarray, measurements: np.ndarray,
                        boxes: np.ndarray) -> list[tuple[Track, int]]:
