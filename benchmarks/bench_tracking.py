@@ -67,7 +67,7 @@ def bench_track(seq_dir: Path, out: Path, extractor, model_name: str | None = No
            "frames": info["frames"], "detections": int(len(seq.det)), "embedded": info["embedded"],
            "seconds": info["seconds"], "frames_per_s": info["fps"],
            "frames_per_cpu_s": round(info["frames"] / max(cpu, 1e-9), 2),
-           "mota": round(m["mota"], 4), "idf1": round(m["idf1"], 4), "hota": round(m["hota"], 4), "idsw": m["idsw"]}
+           "mota": round(m["mota"], 6), "idf1": round(m["idf1"], 6), "hota": round(m["hota"], 6), "idsw": m["idsw"]}
     if extractor is not None:
         row["crops_per_s"] = round(info["embedded"] / max(info["seconds"], 1e-9), 1)
         row["threads"] = torch.get_num_threads()
