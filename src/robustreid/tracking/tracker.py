@@ -300,7 +300,7 @@ class Tracker:
         embed = embeddings if callable(embeddings) else None
         boxes, scores, feats = self._check_frame(boxes_xyxy, scores, embeddings)
         cfg = self.config
-        before = (self.frame_id, [(t.mean, t.covariance) for t in self.tracks])
+        before = (self.frame_id, [(t.mean, t.covariance) for t in self.tracks] if embed is not None else [])
         self.frame_id += 1
         measurements = xyxy_to_xyah(boxes) if len(boxes) else np.empty((0, 4))
 
@@ -423,7 +423,8 @@ class Tracker:
         gated = np.stack([self.kalman.gating_distance(t.mean, t.covariance, measurements[pool])
                           for t in tracked]) <= cfg.gating_threshold
         near = (iou >= reach) | gated
-        others = [t for t in self.tracks if all(t is not u for u in tracked)]
+        mine = {t.track_id for t in tracked}
+        others = [t for t in self.tracks if t.track_id not in mine]
         crowded = np.zeros(len(pool), dtype=bool)
         for t in others:  # lost tracks compete by appearance inside their gate, any track by IoU
             crowded |= box_iou(t.box_xyxy[None], boxes[pool])[0] >= reach
