@@ -12,6 +12,7 @@ Prints one JSON object per line:
                              --reid-refresh (1: every candidate of every frame embedded, MOTDT; k > 1:
                              embedding on demand, TrackerConfig.reid_refresh); frames decoded, crops cut,
                              embedded in one call per frame, tracked; "embedded" counts the crops embedded
+               and "embed_seconds" the part of "seconds" spent cutting and embedding crops (the ReID hook);
                plus MOTA / IDF1 / HOTA / IDSW of the run and their change against torch at --reid-refresh 1
                (an untrained model: a speed figure, not an accuracy one)
   table        with --markdown FILE: the rows as one markdown table, written there
@@ -70,20 +71,22 @@ def bench_track(seq_dir: Path, out: Path, extractor, model_name: str | None = No
            "mota": round(m["mota"], 6), "idf1": round(m["idf1"], 6), "hota": round(m["hota"], 6), "idsw": m["idsw"]}
     if extractor is not None:
         row["crops_per_s"] = round(info["embedded"] / max(info["seconds"], 1e-9), 1)
+        row["embed_seconds"] = info["embed_seconds"]  # inside the ReID hook: cutting + embedding the crops
         row["threads"] = torch.get_num_threads()
     return row
 
 
 def markdown(rows: list[dict]) -> str:
     ref = next((r for r in rows if r["backend"] == "torch" and r["reid_refresh"] == 1), None)
-    lines = ["| ReID | backend | refresh (frames) | crops embedded | frames/s | MOTA | IDF1 | HOTA | IDSW "
-             "| Δ MOTA / Δ IDF1 vs torch, refresh 1 |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| ReID | backend | refresh (frames) | crops embedded | frames/s | time in ReID | MOTA | IDF1 | HOTA "
+             "| IDSW | Δ MOTA / Δ IDF1 vs torch, refresh 1 |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         delta = "-"
         if ref is not None and r["reid"]:
             delta = f"{100 * (r['mota'] - ref['mota']):+.1f} / {100 * (r['idf1'] - ref['idf1']):+.1f}"
         lines.append(f"| {r['model'] or 'none'} | {r['backend'] or '-'} | {r['reid_refresh'] or '-'} "
-                     f"| {r['embedded']} of {r['detections']} | {r['frames_per_s']:.1f} | {100 * r['mota']:.1f} "
+                     f"| {r['embedded']} of {r['detections']} | {r['frames_per_s']:.1f} "
+                     f"| {100 * r.get('embed_seconds', 0) / max(r['seconds'], 1e-9):.0f} % | {100 * r['mota']:.1f} "
                      f"| {100 * r['idf1']:.1f} | {100 * r['hota']:.1f} | {r['idsw']} | {delta} |")
     return "\n".join(lines) + "\n"
 

@@ -6,6 +6,7 @@ tests can tell what appearance adds to motion.
 """
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -109,6 +110,20 @@ def test_reid_oracle_beats_motion_only_at_a_meeting(crossing, tmp_path):
     assert m_reid["idf1"] > 0.9 and m_reid["idf1"] > m_motion["idf1"] + 0.15
     results = read_results(tmp_path / "oracle.txt")
     assert reid["tracks"] == len(np.unique(results[:, 1])) and results[:, 0].max() <= 40
+
+
+def test_embed_seconds_is_the_time_inside_the_reid_hook(crossing, tmp_path):
+    calls = []
+
+    def slow_oracle(seq, frame, image, boxes):
+        calls.append(frame)
+        time.sleep(0.01)
+        return oracle(seq, frame, image, boxes)
+
+    motion = track_sequence(crossing, tmp_path / "motion.txt")
+    reid = track_sequence(crossing, tmp_path / "oracle.txt", embed_fn=slow_oracle)
+    assert motion["embed_seconds"] == 0.0
+    assert 0.01 * len(calls) <= reid["embed_seconds"] <= reid["seconds"] and len(calls) > 20
 
 
 def test_embedding_on_demand_embeds_fewer_crops_and_keeps_the_identities(crossing, tmp_path):

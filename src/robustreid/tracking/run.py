@@ -152,20 +152,26 @@ def track_sequence(seq_dir, out, extractor=None, *, config: TrackerConfig | None
 
     The tracker asks for the embeddings of the candidates it uses (``Tracker.update`` with a callable):
     every candidate of every frame with ``config.reid_refresh`` 1, fewer above (embedding on demand, see
-    :mod:`robustreid.tracking.tracker`); ``embedded`` counts the crops embedded.
+    :mod:`robustreid.tracking.tracker`); ``embedded`` counts the crops embedded and ``embed_seconds`` the
+    wall-clock time spent in the ReID hook (cutting and embedding the crops; decoding the frame is not in it).
 
-    Returns ``{"sequence", "frames", "seconds", "fps", "tracks", "results", "reid", "embedded"}``.
+    Returns ``{"sequence", "frames", "seconds", "fps", "tracks", "results", "reid", "embedded",
+    "embed_seconds"}``.
     """
     seq = load_sequence(seq_dir)
     embed = _embedder(extractor, embed_fn)
     config = _resolve_config(config, embed)
     tracker = Tracker(config)
-    n, rows, embedded = seq.info.seq_length, [], 0
+    n, rows, embedded, embed_seconds = seq.info.seq_length, [], 0, 0.0
 
     def counted(seq_, frame, image, boxes):
-        nonlocal embedded
+        nonlocal embedded, embed_seconds
         embedded += len(boxes)
-        return embed(seq_, frame, image, boxes)
+        start = time.perf_counter()
+        try:
+            return embed(seq_, frame, image, boxes)
+        finally:
+            embed_seconds += time.perf_counter() - start
 
     start = time.perf_counter()
     frames = _frame_inputs(seq, counted if config.use_reid else None, on_demand=True)
@@ -178,7 +184,8 @@ def track_sequence(seq_dir, out, extractor=None, *, config: TrackerConfig | None
     write_results(out, results)
     return {"sequence": seq.info.name, "frames": n, "seconds": round(seconds, 3),
             "fps": round(n / max(seconds, 1e-9), 2), "tracks": int(len(np.unique(results[:, 1]))),
-            "results": str(out), "reid": config.use_reid, "embedded": embedded}
+            "results": str(out), "reid": config.use_reid, "embedded": embedded,
+            "embed_seconds": round(embed_seconds, 3)}
 
 
 # -------------------------------------------------------------------------------------- room: calibration
