@@ -91,14 +91,19 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def extractors(checkpoint: str | None, backends: list[str], tmp: Path):
-    """(model name, backend, FeatureExtractor) for each backend, one model exported once to ONNX."""
+def reid_model(checkpoint: str | None) -> tuple[torch.nn.Module, str]:
+    """The ReID model and its name (as bench_deploy names it: architecture (run folder)); an untrained
+    robustreid_1x without a checkpoint. A file that is not a checkpoint is a ValueError."""
     if checkpoint:
-        model = load_model(checkpoint)  # named as bench_deploy names it: architecture (run folder)
-        name = f"{arch_name(model.arch)} ({Path(checkpoint).resolve().parent.name})"
-    else:
-        model, name = build_model("robustreid_1x"), "robustreid_1x (untrained)"
-        set_bn_statistics(model)
+        model = load_model(checkpoint)
+        return model, f"{arch_name(model.arch)} ({Path(checkpoint).resolve().parent.name})"
+    model = build_model("robustreid_1x")
+    set_bn_statistics(model)
+    return model, "robustreid_1x (untrained)"
+
+
+def extractors(model: torch.nn.Module, name: str, backends: list[str], tmp: Path):
+    """(model name, backend, FeatureExtractor) for each backend, the model exported once to ONNX."""
     onnx = None
     for backend in backends:
         if backend == "torch":
@@ -127,6 +132,10 @@ def main() -> None:
     if args.checkpoint and not Path(args.checkpoint).is_file():
         parser.error(f"--checkpoint {args.checkpoint}: no such file")
     torch.set_num_threads(args.threads)  # the onnxruntime / OpenVINO embedders take the same count
+    try:
+        model, name = reid_model(args.checkpoint)
+    except (ValueError, OSError) as err:
+        parser.error(f"--checkpoint {args.checkpoint}: {err}")
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.keep or Path(tmp) / "street")
@@ -146,7 +155,7 @@ def main() -> None:
             frame.read_bytes()  # warm the page cache
         rows = [bench_track(seq_dir, Path(tmp) / "motion.txt", None)]
         print(json.dumps(rows[-1]), flush=True)
-        for name, backend, extractor in extractors(args.checkpoint, args.backends, Path(tmp)):
+        for name, backend, extractor in extractors(model, name, args.backends, Path(tmp)):
             for k in args.reid_refresh:
                 rows.append(bench_track(seq_dir, Path(tmp) / "reid.txt", extractor, name, backend, k))
                 print(json.dumps(rows[-1]), flush=True)

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench_tracking import extractors  # same directory: the benchmark that times these settings
+from bench_tracking import extractors, reid_model  # same directory: the benchmark that times these settings
 from robustreid.tracking.motio import load_sequence
 from robustreid.tracking.run import evaluate_tracking, track_sequence
 from robustreid.tracking.scene import write_scene
@@ -41,16 +41,19 @@ def _key(frame: int, box: np.ndarray) -> tuple:
     return (frame, *np.round(np.asarray(box, dtype=np.float64), 4).tolist())
 
 
-def run_scene(seq_dir: Path, out: Path, embed_fn, config: TrackerConfig) -> dict:
-    seq = load_sequence(seq_dir)
-    info = track_sequence(seq_dir, out, embed_fn=embed_fn, config=config)
-    m = evaluate_tracking(seq.gt, out, seq.info.seq_length)
-    return {"crops": info["embedded"], "mota": m["mota"], "idf1": m["idf1"], "hota": m["hota"], "idsw": m["idsw"]}
+REFERENCE = {"reid_refresh": 1}
 
 
 def study_scene(seq_dir: Path, out: Path, extractor, settings: list[dict]) -> list[dict]:
     """The refresh-1 run (embedding every candidate, recorded) and every setting read from the record."""
+    seq = load_sequence(seq_dir)
     crops, cache = CropEmbedder(extractor), {}
+
+    def run(embed_fn, setting: dict) -> dict:
+        info = track_sequence(seq_dir, out, embed_fn=embed_fn, config=TrackerConfig(**setting))
+        m = evaluate_tracking(seq.gt, out, seq.info.seq_length)
+        return {"setting": setting, "crops": info["embedded"],
+                **{k: m[k] for k in ("mota", "idf1", "hota", "idsw")}}
 
     def live(seq, frame, image, boxes):
         feats = crops(image, boxes)
@@ -60,24 +63,24 @@ def study_scene(seq_dir: Path, out: Path, extractor, settings: list[dict]) -> li
     def cached(seq, frame, image, boxes):
         return np.stack([cache[_key(frame, b)] for b in boxes])
 
-    rows = [{"setting": {"reid_refresh": 1}, **run_scene(seq_dir, out, live, TrackerConfig())}]
-    for setting in settings:
-        rows.append({"setting": setting, **run_scene(seq_dir, out, cached, TrackerConfig(**setting))})
-    return rows
+    return [run(live, REFERENCE)] + [run(cached, setting) for setting in settings]
 
 
-def summarise(runs: list[dict]) -> list[dict]:
+def _sd(x: np.ndarray) -> float:
+    return float(x.std(ddof=1)) if len(x) > 1 else 0.0
+
+
+def summarise(runs: list[dict], settings: list[dict]) -> list[dict]:
     """Per setting: the change against refresh 1 on the same scene, mean and sample standard deviation."""
-    base = {r["scene"]: r for r in runs if r["setting"] == {"reid_refresh": 1}}
+    base = {r["scene"]: r for r in runs if r["setting"] == REFERENCE}
     out = []
-    for setting in [json.loads(s) for s in dict.fromkeys(json.dumps(r["setting"]) for r in runs)]:
+    for setting in [REFERENCE] + settings:
         rows = [r for r in runs if r["setting"] == setting]
         d = {k: np.array([100 * (r[k] - base[r["scene"]][k]) for r in rows]) for k in ("mota", "idf1", "hota")}
         frac = np.array([r["crops"] / base[r["scene"]]["crops"] for r in rows])
-        sd = (lambda x: float(x.std(ddof=1)) if len(x) > 1 else 0.0)
         out.append({"setting": setting, "scenes": len(rows), "crops_fraction": round(float(frac.mean()), 4),
                     **{f"d_{k}_mean": round(float(v.mean()), 3) for k, v in d.items()},
-                    **{f"d_{k}_sd": round(sd(v), 3) for k, v in d.items()},
+                    **{f"d_{k}_sd": round(_sd(v), 3) for k, v in d.items()},
                     "d_idf1_min": round(float(d["idf1"].min()), 3),
                     "d_idf1_per_scene": [round(float(x), 2) for x in d["idf1"]],
                     "idsw_mean": round(float(np.mean([r["idsw"] for r in rows])), 2)})
@@ -116,11 +119,15 @@ def main() -> None:
     if not all(0 < c <= 1 for c in args.certain_iou):
         parser.error(f"--certain-iou {args.certain_iou}: expected values in (0, 1]")
     torch.set_num_threads(args.threads)
+    try:
+        model, name = reid_model(args.checkpoint)
+    except (ValueError, OSError) as err:
+        parser.error(f"--checkpoint {args.checkpoint}: {err}")
     settings = [{"reid_refresh": k, "certain_iou": c} for c in args.certain_iou for k in args.reid_refresh]
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.keep or tmp)
-        model, _, extractor = next(extractors(args.checkpoint, [args.backend], Path(tmp)))
+        _, _, extractor = next(extractors(model, name, [args.backend], Path(tmp)))
         runs = []
         for seed in range(args.first_seed, args.first_seed + args.scenes):
             manifest = write_scene(root / f"street_s{seed}", mode="street", seed=seed)
@@ -128,11 +135,11 @@ def main() -> None:
             for row in study_scene(seq_dir, Path(tmp) / "tracks.txt", extractor, settings):
                 runs.append({"scene": seed, **row})
                 print(json.dumps({"step": "run", **runs[-1]}), flush=True)
-        summary = summarise(runs)
+        summary = summarise(runs, settings)
         for s in summary:
-            print(json.dumps({"step": "summary", "model": model, **s}), flush=True)
+            print(json.dumps({"step": "summary", "model": name, **s}), flush=True)
         if args.markdown:
-            Path(args.markdown).write_text(markdown(summary, model))
+            Path(args.markdown).write_text(markdown(summary, name))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ A convolution followed by BatchNorm is scale-invariant: its weights' norm does n
 SGD step of a given learning rate moves the function less the larger the norm (effective step ~ lr / norm^2).
 A layer whose norm grew 100x during training has been slowed down ~10,000x relative to its start. This prints,
 for every convolution of a checkpoint, the norm of the run's own initial weights (its config's seed and model,
-built as ``robustreid train`` builds them) next to the trained norm, as JSON lines, largest growth first.
+built as ``robustreid train`` builds them) next to the trained norm, as JSON lines, largest growth first; then
+one line per identity classifier with the mean norm of its rows, initial and trained (on L2-normalised features
+a row's norm is the largest logit it can give: the logit scale).
 
 Usage: python benchmarks/weight_growth.py --checkpoint runs/long1x/last.pt [--top 10]
 """
@@ -32,13 +34,16 @@ def main() -> None:
     cfg = config_from_checkpoint(state)
     torch.manual_seed(cfg.seed)  # the run's own initial weights: fit() seeds, then builds the model
     fresh = build_model(cfg.model, trained.num_classes, **cfg.model_options())
-    rows = []
+    rows, classifiers = [], []
     for (name, w0), (_, w1) in zip(fresh.state_dict().items(), trained.state_dict().items()):
         if w0.dim() == 4:
             rows.append({"conv": name, "init_norm": round(float(w0.norm()), 3),
                          "trained_norm": round(float(w1.norm()), 3), "growth": round(float(w1.norm() / w0.norm()), 2)})
+        elif name.startswith("classifiers.") and name.endswith(".weight"):
+            classifiers.append({"classifier": name, "init_row_norm": round(float(w0.norm(dim=1).mean()), 3),
+                                "trained_row_norm": round(float(w1.norm(dim=1).mean()), 3)})
     rows.sort(key=lambda r: -r["growth"])
-    for r in rows[: args.top or None]:
+    for r in rows[: args.top or None] + classifiers:
         print(json.dumps(r))
 
 
