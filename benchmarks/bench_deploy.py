@@ -100,8 +100,8 @@ def rate(fn, min_seconds: float, min_calls: int = 2, repeats: int = 3) -> float:
     return best
 
 
-def ort_matmul_peak(n: int, threads: int, seconds: float) -> float:
-    """GFLOP/s of an ``n x n`` fp32 product in an onnxruntime session of one ``MatMul`` node."""
+def ort_matmul(n: int, threads: int):
+    """A call running one ``n x n`` fp32 product in an onnxruntime session of one ``MatMul`` node (2 n^3 flops)."""
     import numpy as np
     import onnx
     import onnxruntime as ort
@@ -116,7 +116,12 @@ def ort_matmul_peak(n: int, threads: int, seconds: float) -> float:
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     feed = {"a": np.random.randn(n, n).astype(np.float32), "b": np.random.randn(n, n).astype(np.float32)}
-    return 2 * n**3 * rate(lambda: session.run(None, feed), seconds / 3) / 1e9
+    return lambda: session.run(None, feed)
+
+
+def ort_matmul_peak(n: int, threads: int, seconds: float) -> float:
+    """GFLOP/s of an ``n x n`` fp32 product in an onnxruntime session of one ``MatMul`` node."""
+    return 2 * n**3 * rate(ort_matmul(n, threads), seconds / 3) / 1e9
 
 
 def matmul_peak(n: int, dtype: torch.dtype, seconds: float) -> float:

@@ -55,3 +55,18 @@ def test_demo_cli_precision_flag_defaults_to_auto(monkeypatch):
     for flags in ([], ["--amp"], ["--no-amp"]):
         assert main(["demo", "--out", "unused", *flags]) == 0
     assert seen == [None, True, False]  # None: run_demo picks bf16 where the device has it natively
+
+
+def test_verdict_needs_both_rank1_and_map_above_the_histogram():
+    from robustreid.demo import verdict
+
+    hist = {"rank1": 34.6, "mAP": 22.0}
+    assert verdict({"rank1": 40.0, "mAP": 25.0}, hist, 3).startswith("the trained network beats the colour histogram")
+    assert "rank-1 40.0 vs 34.6, mAP 25.0 vs 22.0" in verdict({"rank1": 40.0, "mAP": 25.0}, hist, 3)
+    below = verdict({"rank1": 3.3, "mAP": 5.5}, hist, 3)
+    assert below.startswith("the trained network is still below the colour histogram on rank-1 and mAP")
+    assert "3 epochs are too few" in below and "rank-1 3.3 vs 34.6, mAP 5.5 vs 22.0" in below
+    # one metric above is not a win: the line names the one still below
+    assert "below the colour histogram on mAP (" in verdict({"rank1": 35.0, "mAP": 21.0}, hist, 3)
+    assert "below the colour histogram on rank-1 (" in verdict({"rank1": 34.0, "mAP": 30.0}, hist, 3)
+    assert "below" in verdict({"rank1": 34.6, "mAP": 22.0}, hist, 3)  # a tie does not beat it
