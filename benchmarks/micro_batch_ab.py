@@ -3,7 +3,7 @@
 The two ways of running a batch (``OnnxEmbedder(micro_batch=8)``, the CPU default, and ``micro_batch=None``)
 alternate in windows of ``--seconds``, so both see the same machine state; the benchmark machine's shared
 cores change speed in phases of 10-20 s, which one-after-the-other timings mistake for a difference between
-backends. A third window per round times the machine's fp32 ceiling the same way (an ``--matmul-size``
+backends. A third window per round times the machine's fp32 ceiling the same way (a ``--matmul-size``
 square product in a one-node onnxruntime session, ``bench_deploy.ort_matmul``), so each variant's share of the
 ceiling (2 x the network's MACs x images/s over the ceiling's GFLOP/s, medians over the rounds) is a ratio
 measured side by side. Prints one JSON line per window and a summary line (best, median, worst of each).
@@ -38,7 +38,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--matmul-size", type=int, default=2048, help="side of the ceiling's square product")
     args = parser.parse_args()
-    meta = read_onnx_metadata(args.onnx)
+    try:
+        meta = read_onnx_metadata(args.onnx)
+    except (ValueError, OSError) as err:
+        parser.error(f"{args.onnx}: {err}")
     macs = count_macs(ReIDNet(Architecture.from_dict(meta["arch"]), 0))
     variants = {f"micro_batch={args.micro_batch}": OnnxEmbedder(args.onnx, num_threads=args.threads,
                                                                 micro_batch=args.micro_batch),
@@ -72,6 +75,7 @@ def main() -> None:
     print(json.dumps({"bench": "micro_batch_ab", "summary": summary, "gmacs": round(macs / 1e9, 3),
                       "matmul_size": args.matmul_size, "batch_size": args.batch_size, "threads": args.threads,
                       "onnx": args.onnx}))
+
 
 if __name__ == "__main__":
     main()
