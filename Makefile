@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench weights clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py --out runs/bench
+
+# Retrain the shipped weights (src/robustreid/zoo/) and their cards with this repository's own commands: synthetic
+# data of seeds 10-12, robustreid_1x and hacnn, evaluation; resumable (docs/MODEL_ZOO.md gives its time).
+weights: $(STAMP)
+	$(PY) scripts/make_weights.py --work runs/zoo
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

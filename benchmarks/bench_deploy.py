@@ -66,6 +66,7 @@ from robustreid.model import arch_name, build_model, list_models
 from robustreid.profile import count_macs
 from robustreid.swag import update_bn
 from robustreid.synthetic import write_market1501
+from robustreid.zoo import is_zoo_name
 
 TORCH_BACKENDS = ("torch-eager", "torch-channels_last", "torch-optimized", "torch-bf16", "torch-compile")
 ORT_BACKENDS = ("ort-fp32", "ort-fp32-one-call", "ort-int8")
@@ -468,7 +469,8 @@ def load_models(args, dataset) -> list[tuple[str, torch.nn.Module, str]]:
     """``(name, model, weights description)``: the checkpoint, or each untrained model BN-calibrated."""
     if args.checkpoint:
         model = load_model(args.checkpoint)  # named by architecture and run folder, not "last"
-        name = f"{arch_name(model.arch)} ({Path(args.checkpoint).resolve().parent.name})"
+        where = args.checkpoint if is_zoo_name(args.checkpoint) else Path(args.checkpoint).resolve().parent.name
+        name = f"{arch_name(model.arch)} ({where})"
         return [(name, model, f"checkpoint {args.checkpoint}")]
     models = []
     for name in args.models:

@@ -46,6 +46,7 @@ from robustreid.tracking.motio import load_sequence
 from robustreid.tracking.run import evaluate_tracking, track_sequence
 from robustreid.tracking.scene import write_scene
 from robustreid.tracking.tracker import TrackerConfig
+from robustreid.zoo import is_zoo_name
 
 
 def set_bn_statistics(model: torch.nn.Module, batches: int = 4, batch_size: int = 32) -> None:
@@ -96,7 +97,8 @@ def reid_model(checkpoint: str | None) -> tuple[torch.nn.Module, str]:
     robustreid_1x without a checkpoint. A file that is not a checkpoint is a ValueError."""
     if checkpoint:
         model = load_model(checkpoint)
-        return model, f"{arch_name(model.arch)} ({Path(checkpoint).resolve().parent.name})"
+        where = checkpoint if is_zoo_name(checkpoint) else Path(checkpoint).resolve().parent.name
+        return model, f"{arch_name(model.arch)} ({where})"
     model = build_model("robustreid_1x")
     set_bn_statistics(model)
     return model, "robustreid_1x (untrained)"
@@ -121,7 +123,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads for the ReID model")
     parser.add_argument("--frames", type=int, default=None, help="scene length (default: the scene default)")
     parser.add_argument("--keep", help="write the scene here (reused if complete), not in a temp dir")
-    parser.add_argument("--checkpoint", help="the ReID model (default: an untrained robustreid_1x)")
+    parser.add_argument("--checkpoint", help="the ReID model, a checkpoint or zoo:NAME (default: an untrained "
+                        "robustreid_1x)")
     parser.add_argument("--backends", nargs="+", default=["torch"], choices=["torch", "onnxruntime", "openvino"])
     parser.add_argument("--reid-refresh", nargs="+", type=int, default=[1], metavar="K",
                         help="TrackerConfig.reid_refresh values to run (1 = every crop of every frame)")
@@ -129,7 +132,7 @@ def main() -> None:
     args = parser.parse_args()
     if min(args.reid_refresh) < 1:
         parser.error(f"--reid-refresh {min(args.reid_refresh)}: expected integers >= 1")
-    if args.checkpoint and not Path(args.checkpoint).is_file():
+    if args.checkpoint and not is_zoo_name(args.checkpoint) and not Path(args.checkpoint).is_file():
         parser.error(f"--checkpoint {args.checkpoint}: no such file")
     torch.set_num_threads(args.threads)  # the onnxruntime / OpenVINO embedders take the same count
     try:

@@ -35,6 +35,7 @@ from robustreid.tracking.motio import load_sequence
 from robustreid.tracking.run import evaluate_tracking, track_sequence
 from robustreid.tracking.scene import write_scene
 from robustreid.tracking.tracker import CropEmbedder, TrackerConfig
+from robustreid.zoo import is_zoo_name
 
 
 def _key(frame: int, box: np.ndarray) -> tuple:
@@ -101,7 +102,7 @@ def markdown(summary: list[dict], model: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="the ReID model (a trained run's last.pt)")
+    parser.add_argument("--checkpoint", required=True, help="the ReID model (a trained run's last.pt, or zoo:NAME)")
     parser.add_argument("--scenes", type=int, default=8, help="street scenes, one per seed")
     parser.add_argument("--first-seed", type=int, default=1, help="seed of the first scene (0 is the reported one)")
     parser.add_argument("--reid-refresh", nargs="+", type=int, default=[2, 3, 5, 10], metavar="K")
@@ -112,7 +113,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--markdown", metavar="FILE", help="also write the summary as a markdown table here")
     args = parser.parse_args()
-    if not Path(args.checkpoint).is_file():
+    if not is_zoo_name(args.checkpoint) and not Path(args.checkpoint).is_file():
         parser.error(f"--checkpoint {args.checkpoint}: no such file")
     if args.scenes < 1 or min(args.reid_refresh) < 2:
         parser.error("--scenes must be >= 1 and every --reid-refresh >= 2 (1 is the reference)")

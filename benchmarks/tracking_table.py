@@ -22,6 +22,7 @@ import torch
 from robustreid.evaluate import FeatureExtractor
 from robustreid.tracking.run import compare_models, format_table
 from robustreid.tracking.scene import write_scene
+from robustreid.zoo import is_zoo_name
 
 
 def main() -> None:
@@ -36,8 +37,8 @@ def main() -> None:
     models: dict[str, object] = {"No ReID": None}
     for spec in args.model:
         name, sep, path = spec.partition("=")
-        if not sep or not name or not Path(path).is_file():
-            parser.error(f"--model {spec!r}: expected NAME=CHECKPOINT with an existing checkpoint file")
+        if not sep or not name or not (is_zoo_name(path) or Path(path).is_file()):
+            parser.error(f"--model {spec!r}: expected NAME=CHECKPOINT with an existing checkpoint file or zoo:NAME")
         if name in models:
             parser.error(f"--model {spec!r}: the row name {name!r} is already taken")
         models[name] = FeatureExtractor(path, device="cpu", batch_size=64, num_workers=0)

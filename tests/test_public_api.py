@@ -8,11 +8,14 @@ def test_top_level_names_are_the_library_functions():
     from robustreid.datasets import dataset_from_spec, load_dataset
     from robustreid.evaluate import FeatureExtractor
     from robustreid.metrics import evaluate_features, evaluate_rank
+    from robustreid.zoo import list_zoo, load_pretrained
 
     assert robustreid.load_dataset is load_dataset and robustreid.FeatureExtractor is FeatureExtractor
     assert robustreid.evaluate_rank is evaluate_rank and robustreid.evaluate_features is evaluate_features
     assert robustreid.build_config is build_config and robustreid.dataset_from_spec is dataset_from_spec
-    assert set(robustreid.__all__) >= {"build_model", "load_dataset", "FeatureExtractor", "evaluate_rank"}
+    assert robustreid.load_pretrained is load_pretrained and robustreid.list_zoo is list_zoo
+    assert set(robustreid.__all__) >= {"build_model", "load_dataset", "FeatureExtractor", "evaluate_rank",
+                                       "load_pretrained", "list_zoo"}
     for name in robustreid.__all__:
         assert getattr(robustreid, name) is not None
     try:

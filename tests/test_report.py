@@ -16,6 +16,7 @@ from robustreid.report import (
     MATCH_COLOR,
     MISMATCH_COLOR,
     plot_cmc,
+    plot_cmc_curves,
     plot_ranked,
     plot_training,
     read_training_log,
@@ -100,6 +101,48 @@ def test_plot_cmc_draws_the_given_curve():
         plot_cmc([])
 
 
+def test_plot_cmc_curves_draws_every_model_in_order():
+    curves = {"histogram": [30.0, 50.0, 60.0], "fine-tuned": [70.0, 85.0, 90.0, 95.0]}
+    fig = plot_cmc_curves(curves, title="three models")
+    ax = fig.axes[0]
+    assert [line.get_label() for line in ax.lines] == ["histogram (30.0%)", "fine-tuned (70.0%)"]
+    np.testing.assert_array_equal(ax.lines[1].get_xdata(), [1, 2, 3, 4])
+    np.testing.assert_array_equal(ax.lines[1].get_ydata(), curves["fine-tuned"])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["histogram (30.0%)", "fine-tuned (70.0%)"]
+    assert ax.get_xlim() == (0.5, 4.5) and ax.get_title() == "three models"
+    with pytest.raises(ValueError, match="fine-tuned"):
+        plot_cmc_curves({"fine-tuned": []})
+    with pytest.raises(ValueError, match="none"):
+        plot_cmc_curves({})
+
+
+def test_report_with_models_tracking_and_pictures(tmp_path, evaluated):
+    result, dataset = evaluated
+    models = {"colour histogram": {"rank1": 34.6, "rank5": 56.9, "mAP": 22.0, "cmc": [34.6] + [50.0] * 9},
+              "net <fine-tuned>": {"rank1": 80.25, "rank5": 95.0, "mAP": 70.0, "cmc": result["cmc"]},
+              "no curve": {"rank1": 1.0, "rank5": 2.0, "mAP": 3.0}}
+    tracking = {"street": [{"model": "no ReID", "MOTA": 89.9, "IDF1": 76.44, "HOTA": 65.4, "IDSW": 7},
+                           {"model": "ReID", "MOTA": 90.9, "IDF1": 95.2, "HOTA": 80.8, "IDSW": 3}],
+                "room": [{"model": "ReID", "MOTA": 88.6, "IDF1": 39.2, "HOTA": 44.7, "IDSW": 62,
+                          "reentry": {"correct": 15, "wrong": 1, "missed": 28}}]}
+    picture = np.zeros((30, 50, 3), np.uint8)
+    picture[:, :, 1] = 200
+    index = write_report(tmp_path / "report", result, dataset, models=models, tracking=tracking,
+                         tracking_images={"street <frames>": picture}, summary="it beats <the histogram>",
+                         result_name="net: detailed evaluation")
+    html = index.read_text()
+    assert sorted(referenced_files(html)) == ["cmc.png", "ranked.png", "tracking_1.png"]
+    assert html.count('src="cmc.png"') == 1  # one CMC figure: the models' curves
+    with Image.open(index.parent / "tracking_1.png") as image:
+        np.testing.assert_array_equal(np.asarray(image.convert("RGB")), picture)  # saved as given, lossless
+    assert "<strong>it beats &lt;the histogram&gt;</strong>" in html and "street &lt;frames&gt;" in html
+    assert "<td class=\"l\">net &lt;fine-tuned&gt;</td><td>80.2</td><td>95.0</td><td>70.0</td>" in html
+    assert "<h2>net: detailed evaluation</h2>" in html
+    assert "<td>89.9</td><td>76.4</td><td>65.4</td><td>7</td></tr>" in html  # street: no re-entry column
+    assert "<td>62</td><td>15 / 1 / 28</td>" in html
+    assert html.index("Models compared") < html.index("detailed evaluation") < html.index("Tracking")
+
+
 def test_plot_training_panels_follow_the_available_series():
     fig = plot_training(TRAINING_LOG)
     assert [ax.get_title() for ax in fig.axes] == ["training loss", "learning rate", "rank-1 / mAP"]
@@ -141,8 +184,14 @@ def test_ranked_frames_are_green_for_matches_and_red_otherwise(tmp_path):
 
 def test_bad_inputs_are_clear_errors(tmp_path, evaluated):
     result, _ = evaluated
-    with pytest.raises(ValueError, match="neither"):
+    with pytest.raises(ValueError, match="none of them"):
         write_report(tmp_path / "r")
+    with pytest.raises(ValueError, match=r"models\['a'\] .*numeric 'rank1'"):
+        write_report(tmp_path / "r", result, models={"a": {"rank1": 1.0}})
+    with pytest.raises(ValueError, match="needs 'model' and numeric MOTA"):
+        write_report(tmp_path / "r", result, tracking={"street": [{"model": "x", "MOTA": 1.0}]})
+    with pytest.raises(ValueError, match="HxWx3 uint8"):
+        write_report(tmp_path / "r", result, tracking_images={"frames": np.zeros((4, 4), np.uint8)})
     with pytest.raises(ValueError, match="lacks .*cmc"):
         write_report(tmp_path / "r", {k: v for k, v in result.items() if k != "cmc"})
     with pytest.raises(ValueError, match="entry 1 .*numeric 'epoch'"):

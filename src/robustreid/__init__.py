@@ -18,6 +18,8 @@ _LAZY = {
     "FeatureExtractor": "evaluate",
     "evaluate_rank": "metrics",
     "evaluate_features": "metrics",
+    "load_pretrained": "zoo",
+    "list_zoo": "zoo",
 }
 
 
@@ -45,4 +47,6 @@ __all__ = [
     "FeatureExtractor",
     "evaluate_rank",
     "evaluate_features",
+    "load_pretrained",
+    "list_zoo",
 ]

@@ -4,7 +4,8 @@ A checkpoint holds only tensors and plain Python values (no pickled classes), so
 ``{"format": "robustreid", "format_version": 1, "arch": Architecture.to_dict(), "num_classes": int,
 "model": state_dict, "data_config": dict, ...}`` plus whatever the trainer adds (optimizer, epoch, RNG state,
 config, SWAG state, versions). ``save_checkpoint`` writes a temporary file beside the target and renames it,
-so a crash never leaves a half-written checkpoint behind.
+so a crash never leaves a half-written checkpoint behind. ``load_checkpoint("zoo:NAME")`` reads a shipped model
+(``robustreid.zoo``) into the same dict.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from .atomicfile import atomic_write
 from .device import unwrap
 from .model import Architecture, ReIDNet
+from .zoo import is_zoo_name, load_zoo_state
 
 __all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "model_state", "model_from_checkpoint", "load_model"]
 
@@ -76,7 +78,14 @@ def _what_file(path: Path) -> str | None:
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Read a robustreid checkpoint safely (``weights_only=True``); a one-line ``ValueError`` naming the file and
-    what it is for anything else (an image, JSON, an ONNX model, text, random bytes, a pickled object)."""
+    what it is for anything else (an image, JSON, an ONNX model, text, random bytes, a pickled object).
+
+    ``"zoo:NAME"`` is a shipped model (``zoo.load_zoo_state``: sha256-checked safetensors, same dict format)."""
+    if isinstance(path, (str, os.PathLike)) and is_zoo_name(os.fspath(path)):
+        state = load_zoo_state(os.fspath(path))
+        if isinstance(map_location, (str, torch.device)) and torch.device(map_location).type != "cpu":
+            state["model"] = {k: v.to(map_location) for k, v in state["model"].items()}
+        return state
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"checkpoint {path} is a folder; pass a .pt file (e.g. {path / 'last.pt'})")

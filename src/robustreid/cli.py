@@ -118,6 +118,7 @@ _RUN_FILES = ("last.pt", "best.pt", "swa.pt", "metrics.jsonl", "summary.json", "
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
     import shutil
 
     from .atomicfile import write_text
@@ -126,6 +127,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     # under torchrun only rank 0 checks and prepares the folder (the other ranks would see its dataset.json)
     first_rank = int(os.environ.get("RANK", "0")) == 0
+    if args.resume and args.init:
+        raise UsageError(f"--init starts a new run from other weights, --resume continues {args.resume} from its "
+                         "last.pt: pass one of them")
     if args.resume:
         changed = [flag for flag, value in (("--preset", args.preset), ("--config", args.config), ("--set", args.set),
                                             ("--epochs", args.epochs), ("--amp", args.amp), ("--out", args.out),
@@ -146,7 +150,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise UsageError(f"{out} already holds a run ({', '.join(existing)}); continue it with --resume {out}, "
                              f"or pass --overwrite to start over")
         cfg = _resolve_config(args)
+        if args.init:
+            cfg = dataclasses.replace(cfg, init=_init_source(args.init))
         state = None
+    pretrained = _pretrained(cfg) if not args.resume else None  # a wrong --init stops here, nothing written
+    if first_rank:
+        _warn_emulated_amp(cfg, args.device)
     dataset_spec = _dataset_spec(args, out)
     dataset = _load_dataset(dataset_spec)
     if state is not None and dataset.num_train_pids != state["num_classes"]:
@@ -160,9 +169,44 @@ def _cmd_train(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         write_text(out / "dataset.json", json.dumps(dataset_spec))
     print(dataset.stats_table(), file=sys.stderr)
-    summary = fit(cfg, dataset, out, resume=bool(args.resume), device=args.device)
+    summary = fit(cfg, dataset, out, resume=bool(args.resume), device=args.device, pretrained=pretrained)
     print(json.dumps({k: v for k, v in summary.items() if k not in ("config", "versions")}))
     return 0
+
+
+def _init_source(init: str) -> str:
+    """What ``--init`` records in the run's config: ``zoo:NAME`` as given, a checkpoint file as an absolute path
+    (the run folder may be read from elsewhere)."""
+    from .zoo import is_zoo_name
+
+    return init if is_zoo_name(init) else str(Path(init).resolve())
+
+
+def _pretrained(cfg) -> dict | None:
+    """The weights of ``cfg.init`` (``--init``), checked against the run's architecture; None without one."""
+    from .checkpoint import load_checkpoint
+    from .model import resolve_architecture
+    from .train import check_pretrained_arch
+
+    if not cfg.init:
+        return None
+    state = load_checkpoint(cfg.init)
+    check_pretrained_arch(resolve_architecture(cfg.model, **cfg.model_options()), state, f"--init {cfg.init}")
+    return state
+
+
+AMP_EMULATED = ("--amp: this CPU has no native bfloat16 (no AVX-512 BF16 / AMX): autocast emulates it, ~10x slower "
+                "than float32 here; drop --amp")
+
+
+def _warn_emulated_amp(cfg, device: str | None) -> None:
+    """One line on stderr when ``--amp`` would train in emulated bfloat16 (the run goes on: the user decides)."""
+    from . import amp
+    from .device import resolve_device
+
+    dev = resolve_device(device)
+    if cfg.amp and dev.type == "cpu" and not amp.native_bf16(dev):
+        print(f"robustreid train: warning: {AMP_EMULATED}", file=sys.stderr)
 
 
 def _load_dataset(spec: dict):
@@ -239,9 +283,42 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.report:
         from .report import write_report
 
-        index = write_report(args.report, result, dataset, title=f"{Path(args.checkpoint).name} on {dataset.name}")
+        index = write_report(args.report, result, dataset, title=f"{_model_label(args.checkpoint)} on {dataset.name}")
         print(f"report: {index}", file=sys.stderr)
     print(json.dumps(metrics_summary(result)) if args.json else format_metrics(result))
+    return 0
+
+
+def _model_label(checkpoint: str) -> str:
+    """A checkpoint's name for a title: ``zoo:NAME`` as given, a file by its name."""
+    from .zoo import is_zoo_name
+
+    return checkpoint if is_zoo_name(checkpoint) else Path(checkpoint).name
+
+
+def _cmd_robustness(args: argparse.Namespace) -> int:
+    from .robustness import FAMILIES, ColourHistogramFeatures, format_summary, run_robustness
+
+    check_output_dir(args.out, "--out")
+    corruptions = None
+    if args.corruptions:  # corruption or family names, e.g. --corruptions noise low_resolution
+        corruptions = list(dict.fromkeys(n for name in args.corruptions for n in FAMILIES.get(name, [name])))
+    dataset = _load_dataset({"name": args.dataset, "root": args.root})
+    result = run_robustness(None if args.histogram else args.checkpoint, dataset, args.out,
+                            corruptions=corruptions, severities=args.severities, setting=args.setting,
+                            backend=args.backend, precision=args.precision, device=args.device,
+                            batch_size=args.batch_size, num_workers=args.num_workers, seed=args.seed,
+                            metric=args.metric, progress=progress_line("robustness"),
+                            features_fn=ColourHistogramFeatures() if args.histogram else None)
+    print(f"report: {result['report']} ({result['cells_run']} cells run in {result['seconds'] / 60:.1f} min)",
+          file=sys.stderr)
+    summary = result["summary"]
+    if args.json:
+        families = {name: {"mean": f["mean"], "relative": f["relative"]} for name, f in summary["families"].items()}
+        print(json.dumps({"clean": summary["clean"], "mean": summary["mean"], "relative": summary["relative"],
+                          "families": families, "report": result["report"], "cells_run": result["cells_run"]}))
+    else:
+        print(format_summary(summary))
     return 0
 
 
@@ -306,8 +383,73 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     check_output_dir(args.out, "--out")
-    run_demo(args.out, epochs=args.epochs, amp=args.amp, seed=args.seed, device=args.device,
-             preset_name=args.preset)
+    if args.epochs is not None and not args.from_scratch:
+        raise UsageError("--epochs sets the length of a run from scratch: use it with --from-scratch (the demo "
+                         "otherwise starts from shipped weights; --finetune-steps sets their fine-tuning)")
+    if args.epochs is not None and args.epochs < 1:
+        raise UsageError(f"--epochs {args.epochs}: expected an integer >= 1")
+    if args.finetune_steps is not None and args.finetune_steps < 0:
+        raise UsageError(f"--finetune-steps {args.finetune_steps}: expected an integer >= 0")
+    # only what was given: run_demo's own defaults hold otherwise (amp: None picks bf16 where it is native)
+    given = {"checkpoint": args.checkpoint, "baseline": args.baseline, "finetune_steps": args.finetune_steps,
+             "epochs": args.epochs, "device": args.device}
+    kwargs = {k: v for k, v in given.items() if v is not None}
+    if args.from_scratch:
+        kwargs["from_scratch"] = True
+    if args.no_tracking:
+        kwargs["tracking"] = False
+    run_demo(args.out, seed=args.seed, amp=args.amp, **kwargs)
+    return 0
+
+
+def _cmd_zoo_list(args: argparse.Namespace) -> int:
+    from .zoo import ENV_VAR, ZOO_DIR, list_zoo
+
+    cards = list_zoo()
+    if args.json:
+        print(json.dumps(cards, indent=2))
+        return 0
+    if not cards:
+        print(f"no models are shipped in {os.environ.get(ENV_VAR) or ZOO_DIR} (no model cards *.json there)")
+        return 0
+    rows = [("name", "architecture", "params", "size", "rank-1", "mAP", "evaluated on")]
+    for card in cards:
+        figures = _headline(card)
+        rows.append((str(card["name"]), str(card["arch_name"]), f"{card['num_params'] / 1e6:.2f}M",
+                     f"{card['size_bytes'] / 1e6:.1f} MB",
+                     *((f"{figures[0]:.1f}", f"{figures[1]:.1f}", figures[2]) if figures else ("-", "-", "-"))))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return 0
+
+
+def _headline(card: dict) -> tuple[float, float, str] | None:
+    """``(rank1, mAP, where)`` of a card's ``evaluation`` entry, None without figures. The entry is one result
+    (``rank1``, ``mAP``, optional ``dataset``) or results by evaluation set: the one named by its ``headline``
+    key, else the first (in key order) that has both figures."""
+
+    def figures(entry, where: str):
+        try:
+            return float(entry["rank1"]), float(entry["mAP"]), str(entry.get("dataset", where))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
+
+    evaluation = card.get("evaluation")
+    if not isinstance(evaluation, dict):
+        return None
+    if "rank1" in evaluation:
+        return figures(evaluation, "-")
+    named = evaluation.get("headline")
+    if isinstance(named, str) and named in evaluation:
+        return figures(evaluation[named], named)
+    return next((f for key, entry in evaluation.items() if (f := figures(entry, key))), None)
+
+
+def _cmd_zoo_show(args: argparse.Namespace) -> int:
+    from .zoo import card_json, load_card
+
+    print(card_json(load_card(args.name)), end="")
     return 0
 
 
@@ -334,7 +476,8 @@ def _cmd_track(args: argparse.Namespace) -> int:
     extractor = None
     if not args.no_reid:
         if not args.checkpoint:
-            raise UsageError("track needs --checkpoint CKPT (or --no-reid for the motion-only tracker)")
+            raise UsageError("track needs --checkpoint CKPT (a checkpoint or a shipped zoo:NAME), or --no-reid for "
+                             "the motion-only tracker")
         from .evaluate import FeatureExtractor
 
         extractor = FeatureExtractor(args.checkpoint, device=args.device, backend=args.backend,
@@ -425,6 +568,9 @@ def _add_training_commands(sub) -> None:
     p.add_argument("--out", help="run folder (checkpoints, metrics.jsonl, summary.json)")
     p.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its last.pt")
     p.add_argument("--overwrite", action="store_true", help="start over in an --out folder that holds a run")
+    p.add_argument("--init", metavar="CKPT_OR_ZOO", help="start from these weights (a checkpoint .pt or a shipped "
+                   "zoo:NAME) instead of a fresh init: every weight but the identity classifiers, which are new "
+                   "for this dataset; epoch 0 of the preset's schedule. The architecture must be the preset's")
     p.add_argument("--device", default=None, help=_DEVICE_HELP)
     _add_override_args(p)
     p.set_defaults(func=_cmd_train)
@@ -456,6 +602,28 @@ def _add_inference_commands(sub) -> None:
     _add_backend_args(p)
     p.set_defaults(func=_cmd_eval)
 
+    p = sub.add_parser("robustness", help="rank-1 / mAP / mINP under the 20 corruptions of CIL-ReID (ImageNet-C "
+                       "style) and low resolution, at 5 severities; report.md, severity.png, contact_sheet.png")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", metavar="CKPT", help=_MODEL_HELP)
+    source.add_argument("--histogram", action="store_true", help="the colour-histogram baseline instead of a model")
+    p.add_argument("--dataset", required=True, help="market1501, dukemtmcreid or msmt17 (comma-separated: union)")
+    p.add_argument("--root", required=True)
+    p.add_argument("--out", required=True, metavar="DIR", help="cells.jsonl, summary.json, report.md and figures; "
+                   "run again on the same DIR, a killed run skips the cells it has")
+    p.add_argument("--setting", choices=["query", "gallery", "both"], default="query",
+                   help="the corrupted side (default query: corrupted queries against the clean gallery)")
+    p.add_argument("--corruptions", nargs="+", metavar="NAME", help="corruptions or families (noise, blur, weather, "
+                   "digital, low_resolution); default: all 21")
+    p.add_argument("--severities", nargs="+", type=int, default=[1, 2, 3, 4, 5], metavar="S",
+                   help="severities from 1 to 5 (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the corruptions (default 0)")
+    p.add_argument("--metric", choices=["euclidean", "cosine"], default="euclidean")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_runtime_args(p)
+    _add_backend_args(p)
+    p.set_defaults(func=_cmd_robustness)
+
     p = sub.add_parser("extract", help="descriptors of images (files or folders) into a .npz (features, paths)")
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help=_MODEL_HELP)
     p.add_argument("inputs", nargs="+", metavar="IMAGES_OR_DIR")
@@ -464,9 +632,18 @@ def _add_inference_commands(sub) -> None:
     _add_backend_args(p)
     p.set_defaults(func=_cmd_extract)
 
+    p = sub.add_parser("zoo", help="the shipped trained models (load one by name: --checkpoint zoo:NAME)")
+    zoo_sub = p.add_subparsers(dest="zoo_command", metavar="SUBCOMMAND", required=True)
+    q = zoo_sub.add_parser("list", help="name, architecture, parameters, size and headline figures of each model")
+    q.add_argument("--json", action="store_true", help="print the model cards as JSON")
+    q.set_defaults(func=_cmd_zoo_list)
+    q = zoo_sub.add_parser("show", help="a model's card (JSON): data, recipe, figures, checksum")
+    q.add_argument("name", metavar="NAME", help="a shipped model, e.g. robustreid_1x or zoo:robustreid_1x")
+    q.set_defaults(func=_cmd_zoo_show)
+
     p = sub.add_parser("export", help="export a checkpoint's test descriptor to ONNX or an OpenVINO IR, checked "
                        "against PyTorch")
-    p.add_argument("--checkpoint", required=True, metavar="CKPT")
+    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="a checkpoint (.pt) or a shipped zoo:NAME")
     p.add_argument("--format", choices=["onnx", "openvino"], default="onnx",
                    help="onnx: MODEL.onnx; openvino: an IR, MODEL.xml and MODEL.bin (needs robustreid[openvino])")
     p.add_argument("--out", required=True, metavar="MODEL.onnx|MODEL.xml")
@@ -482,17 +659,23 @@ def _add_inference_commands(sub) -> None:
 
 def _add_application_commands(sub) -> None:
     """``demo``, ``synth-scene``, ``track``, ``track-eval``: the offline demo and the tracker."""
-    from .config import list_presets
-
-    p = sub.add_parser("demo", help="offline demo: synthetic persons, train a preset at demo scale (default "
-                       "robust-reid-1x, ~5 min of training on 2 cores), evaluate against baselines, HTML report")
+    p = sub.add_parser("demo", help="offline demo: synthetic persons, the shipped networks (or one trained from "
+                       "scratch) against baselines, tracking, HTML report")
     p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    p.add_argument("--epochs", type=int, default=3, help="demo-scale epochs (default 3: warmup, peak, decayed)")
-    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                   help="bfloat16 autocast (default: on where the device has native bfloat16, else off)")
-    p.add_argument("--preset", default="robust-reid-1x", choices=list_presets(),
-                   help="the recipe (and its model) to train at demo scale (default robust-reid-1x)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint", metavar="CKPT_OR_ZOO", default=None,
+                   help="the network shown (default zoo:robustreid_1x, the shipped weights)")
+    p.add_argument("--baseline", metavar="CKPT_OR_ZOO", default=None,
+                   help="the baseline it is compared with (default zoo:hacnn)")
+    p.add_argument("--finetune-steps", type=int, default=None, metavar="N",
+                   help="SGD steps of fine-tuning on the demo's synthetic data (default: the demo's)")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="train the network from scratch at demo scale instead of starting from --checkpoint")
+    p.add_argument("--epochs", type=int, default=None, metavar="N",
+                   help="with --from-scratch: demo-scale epochs (default 3: warmup, peak, decayed)")
+    p.add_argument("--no-tracking", action="store_true", help="leave out the tracking part")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="bfloat16 autocast (default: on where the device has native bfloat16; --no-amp: off)")
     p.add_argument("--device", default=None, help=_DEVICE_HELP)
     p.set_defaults(func=_cmd_demo)
 
@@ -547,7 +730,8 @@ def _add_override_args(p: argparse.ArgumentParser) -> None:
 
 
 _DEVICE_HELP = "cpu, cuda, cuda:1 ... (default: the GPU if there is one, else cpu)"
-_MODEL_HELP = "a checkpoint (.pt), or with --backend onnxruntime / openvino the exported .onnx / .xml"
+_MODEL_HELP = ("a checkpoint (.pt) or a shipped model zoo:NAME (robustreid zoo list), or with --backend "
+               "onnxruntime / openvino the exported .onnx / .xml")
 
 # Optional packages and the extra that installs them (pyproject.toml).
 _EXTRAS = {"trackeval": "tracking", "onnx": "onnx", "onnxruntime": "onnx", "onnxscript": "onnx",

@@ -158,6 +158,9 @@ class TrainConfig:
     # Data-dependent init (train.balance_init): each scale-invariant layer starts with the norm at which one SGD
     # step at base_lr moves it by this fraction of its norm; 0 = the network's own init. Not in the paper.
     init_relative_update: float = 0.0
+    # The weights a fresh run starts from (a checkpoint path or a shipped "zoo:NAME"; robustreid train --init):
+    # every weight but the identity classifiers, at epoch 0 of this schedule. None = the network's own init.
+    init: str | None = None
     amp: bool = False  # autocast: bfloat16 on CPU and on CUDA that has it, else float16 (robustreid.amp)
     deterministic: bool = False
 

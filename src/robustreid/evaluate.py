@@ -43,6 +43,7 @@ from .datasets import IMAGE_EXTENSIONS, Record, ReidDataset, read_image
 from .inference import CPU_MICRO_BATCH, embed_micro_batched, optimize_for_inference
 from .loaders import TestTransform, build_test_loader
 from .metrics import METRICS, SUMMARY_KEYS, compute_distmat, score
+from .zoo import is_zoo_name
 
 __all__ = [
     "BACKENDS",
@@ -95,6 +96,7 @@ def _prepare_onnx(path, device):
     if not isinstance(path, (str, os.PathLike)):
         raise ValueError(f"backend 'onnxruntime' is not available for a {type(path).__name__}: it runs an "
                          "exported .onnx file, pass its path (export one with robustreid.export.export_onnx)")
+    _refuse_zoo_name(path, "onnxruntime")
     from .onnx_backend import OnnxEmbedder  # onnxruntime is optional: imported only for this backend
 
     embedder = OnnxEmbedder(path, device=device)
@@ -106,10 +108,20 @@ def _prepare_openvino(path, device, precision: str):
     if not isinstance(path, (str, os.PathLike)):
         raise ValueError(f"backend 'openvino' is not available for a {type(path).__name__}: it runs an exported "
                          ".onnx or OpenVINO .xml file, pass its path (robustreid export --format openvino)")
+    _refuse_zoo_name(path, "openvino")
     from .openvino_backend import OpenVinoEmbedder  # openvino is optional: imported only for this backend
 
     embedder = OpenVinoEmbedder(path, precision=precision, device=device)
     return embedder, embedder.device
+
+
+def _refuse_zoo_name(path, backend: str) -> None:
+    """A shipped ``zoo:NAME`` is PyTorch weights: an exported-file backend needs the export first."""
+    name = os.fspath(path)
+    if is_zoo_name(name):
+        raise ValueError(f"{name} names PyTorch weights of the model zoo; the {backend} backend runs an exported "
+                         f"file: export it first (robustreid export --checkpoint {name} --out model.onnx), or use "
+                         "backend torch")
 
 
 def _check_backend(backend: str, precision: str) -> None:
@@ -243,7 +255,8 @@ class FeatureExtractor:
     """Images -> L2-normalised ReID descriptors ``(N, D)`` (Figure 4: global and local features concatenated).
 
     Args:
-        checkpoint_or_model: a robustreid checkpoint path or a ``ReIDNet``; with ``backend="onnxruntime"``
+        checkpoint_or_model: a robustreid checkpoint path, a shipped model's name (``"zoo:robustreid_1x"``,
+            ``robustreid.zoo``) or a ``ReIDNet``; with ``backend="onnxruntime"``
             the path of an ``.onnx`` file written by ``export.export_onnx`` / ``export.quantize_onnx``.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a ``torch.device``. ``None`` (default): a checkpoint
             runs on the CPU, a model where its parameters are. A given model is moved to ``device``.

@@ -62,6 +62,7 @@ __all__ = [
     "arch_name",
     "DEFAULT_DATA_CONFIG",
     "build_model",
+    "resolve_architecture",
     "list_models",
     "hacnn",
     "robustreid_1x",
@@ -355,6 +356,11 @@ def build_model(name: str, num_classes: int = 0, **options) -> ReIDNet:
     and head size of that Table 1 column), ``local_branch`` (bool), ``classifier_bias`` (bool), or any other
     ``Architecture`` field.
     """
+    return ReIDNet(resolve_architecture(name, **options), num_classes)
+
+
+def resolve_architecture(name: str, **options) -> Architecture:
+    """The ``Architecture`` that ``build_model(name, **options)`` builds, without building the network."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(list_models())}")
     arch = MODELS[name]
@@ -369,7 +375,7 @@ def build_model(name: str, num_classes: int = 0, **options) -> ReIDNet:
         raise ValueError(
             f"unknown option(s) {sorted(unknown)} for build_model; valid: {sorted(fields | _OPTION_ALIASES)}"
         )
-    return ReIDNet(dataclasses.replace(arch, **options), num_classes)
+    return dataclasses.replace(arch, **options)
 
 
 def hacnn(num_classes: int = 0, **options) -> ReIDNet:

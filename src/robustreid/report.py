@@ -3,13 +3,18 @@
 What a reader checks in a ReID paper's results, drawn from ``evaluate.evaluate``'s result (Section 4):
 
 * a header table with rank-1/5/10, mAP and mINP (percent), query and gallery sizes;
+* optionally a table of several models side by side (``models``: rank-1 / rank-5 / mAP), and then ``cmc.png``
+  holds every given model's CMC curve;
 * ``cmc.png``: the CMC curve, rank-1/5/10 marked;
 * ``ranked.png``: for the sampled queries, the query image beside its top-k gallery images (same protocol
   as the metrics: same-camera images of the query's identity are left out), each framed green (same
   identity) or red (another identity), with its distance;
 * ``training.png`` (when a training log is given): loss, learning rate (Eq. 1 warm-up and steps, then the
   SWAG cycles) and rank-1 / mAP against the epoch, from the trainer's JSON-lines log;
-* ``result.json``: the evaluation result as returned.
+* ``result.json``: the evaluation result as returned;
+* optionally tracking results (``tracking``: MOTA / IDF1 / HOTA / IDSW and re-entry counts per scene and
+  model) with pictures of tracked frames (``tracking_images``: HxWx3 uint8 arrays, saved as
+  ``tracking_<k>.png``).
 
 Figures are drawn with matplotlib's object-oriented API on the Agg canvas (no pyplot, no global backend
 switch), and every file is written atomically (temporary file in the same folder, then ``os.replace``);
@@ -35,13 +40,15 @@ from .atomicfile import write_bytes
 from .datasets import ReidDataset, read_image
 from .metrics import SUMMARY_KEYS
 
-__all__ = ["plot_cmc", "plot_ranked", "plot_training", "read_training_log", "write_report"]
+__all__ = ["plot_cmc", "plot_cmc_curves", "plot_ranked", "plot_training", "read_training_log", "write_report"]
 
 MATCH_COLOR = (44, 160, 44)  # green: same identity
 MISMATCH_COLOR = (214, 39, 40)  # red: another identity
 QUERY_COLOR = (31, 119, 180)  # blue: the query
 THUMB_SIZE = (128, 64)  # (H, W) of each image in the ranked lists: the 2:1 aspect of a person crop
 TRAINING_KEYS = ("loss", "lr", "rank1", "mAP")
+TRACKING_KEYS = ("MOTA", "IDF1", "HOTA", "IDSW")  # of a tracking row; the first three in percent
+REENTRY_KEYS = ("correct", "wrong", "missed")  # of a tracking row's optional "reentry" counts
 _METRIC_NAMES = {"euclidean": "squared Euclidean", "cosine": "1 - cosine similarity"}
 
 
@@ -112,6 +119,33 @@ def plot_cmc(cmc: Sequence[float], title: str = "CMC") -> Figure:
     ax.set(xlim=(0.5, cmc.size + 0.5), ylim=(low, 101), xlabel="rank", ylabel="matching rate (%)",
            title=title)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_cmc_curves(curves: Mapping[str, Sequence[float]], title: str = "CMC") -> Figure:
+    """Several models' CMC curves on one plot (``curves``: name -> ``cmc``, ``cmc[k - 1]`` = rank-k in
+    percent), in the given order, each labelled with its rank-1 in the legend."""
+    if not curves:
+        raise ValueError("curves: expected at least one model's CMC curve, got none")
+    arrays = {}
+    for name, cmc in curves.items():
+        cmc = np.asarray(cmc, dtype=float)
+        if cmc.ndim != 1 or cmc.size == 0:
+            raise ValueError(f"curves[{name!r}]: expected a non-empty 1-D sequence of accuracies, "
+                             f"got shape {cmc.shape}")
+        arrays[name] = cmc
+    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    longest = max(c.size for c in arrays.values())
+    for name, cmc in arrays.items():
+        ranks = np.arange(1, cmc.size + 1)
+        ax.plot(ranks, cmc, lw=2, marker="o" if cmc.size <= 20 else None, ms=3,
+                label=f"{name} ({cmc[0]:.1f}%)")
+    low = max(0.0, math.floor((min(c.min() for c in arrays.values()) - 5) / 10) * 10)
+    ax.set(xlim=(0.5, longest + 0.5), ylim=(low, 101), xlabel="rank", ylabel="matching rate (%)", title=title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=8, loc="lower right", title="model (rank-1)", title_fontsize=8)
     ax.grid(alpha=0.3)
     return fig
 
@@ -277,10 +311,65 @@ def _training_rows(log: Sequence[Mapping]) -> list[list]:
             for e in log if e.get("rank1") is not None or e.get("mAP") is not None]
 
 
+def _model_rows(models: Mapping[str, Mapping]) -> list[list]:
+    def pct(m, key):
+        return "" if m.get(key) is None else f"{m[key]:.1f}"
+
+    return [[name, pct(m, "rank1"), pct(m, "rank5"), pct(m, "mAP")] for name, m in models.items()]
+
+
+def _check_models(models: Mapping[str, Mapping]) -> None:
+    if not isinstance(models, Mapping):
+        raise ValueError(f"models: expected a dict name -> metrics, got {type(models).__name__}")
+    for name, m in models.items():
+        if not isinstance(m, Mapping) or not all(_is_number(m.get(key)) for key in ("rank1", "mAP")):
+            raise ValueError(f"models[{name!r}] is {m!r}; expected a dict with numeric 'rank1' and 'mAP' "
+                             "(percent)")
+
+
+def _check_tracking(tracking: Mapping[str, Sequence[Mapping]]) -> None:
+    if not isinstance(tracking, Mapping):
+        raise ValueError(f"tracking: expected a dict scene -> rows, got {type(tracking).__name__}")
+    for scene, rows in tracking.items():
+        for row in rows:
+            if not isinstance(row, Mapping) or "model" not in row or \
+                    not all(_is_number(row.get(key)) for key in TRACKING_KEYS):
+                raise ValueError(f"tracking[{scene!r}]: row {row!r} needs 'model' and numeric "
+                                 f"{', '.join(TRACKING_KEYS)}")
+
+
+def _tracking_table(rows: Sequence[Mapping]) -> str:
+    room = any(row.get("reentry") for row in rows)
+    header = ["model", "MOTA", "IDF1", "HOTA", "IDSW"]
+    if room:
+        header.append("re-entries: correct / wrong / missed")
+    cells = []
+    for row in rows:
+        line = [row["model"], *(f"{row[k]:.1f}" for k in TRACKING_KEYS[:3]), int(row["IDSW"])]
+        if room:
+            reentry = row.get("reentry") or {}
+            line.append(" / ".join("-" if reentry.get(k) is None else str(reentry[k]) for k in REENTRY_KEYS))
+        cells.append(line)
+    return _table(header, cells, left=1)
+
+
+def _image_png(image) -> bytes:
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+        raise ValueError(f"tracking_images: expected HxWx3 uint8 RGB arrays, got shape {array.shape} "
+                         f"dtype {array.dtype}")
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def write_report(out_dir: str | os.PathLike, result: Mapping | None = None,
                  dataset: ReidDataset | None = None, *,
                  training_log: Sequence[Mapping] | str | os.PathLike | None = None,
-                 title: str | None = None) -> Path:
+                 title: str | None = None, summary: str | None = None,
+                 models: Mapping[str, Mapping] | None = None, result_name: str | None = None,
+                 tracking: Mapping[str, Sequence[Mapping]] | None = None,
+                 tracking_images: Mapping[str, np.ndarray] | None = None) -> Path:
     """Write ``index.html`` and its figures into ``out_dir``; return the HTML file's path.
 
     Args:
@@ -292,9 +381,19 @@ def write_report(out_dir: str | os.PathLike, result: Mapping | None = None,
             ``rank1``, ``mAP`` (accuracies in percent, as ``evaluate`` returns them), or the path of its
             JSON-lines file; plotted when given.
         title: the page title (default: "Robust-ReID evaluation on <dataset>").
+        summary: a paragraph under the title (e.g. a one-line verdict).
+        models: name -> metrics (``rank1``, ``rank5``, ``mAP`` in percent, optionally ``cmc``), in table
+            order: a "models compared" table; when any has a ``cmc`` curve, ``cmc.png`` shows all those curves
+            (``plot_cmc_curves``) instead of ``result``'s alone.
+        result_name: what ``result`` evaluated, for the heading of its detailed section.
+        tracking: scene name -> rows, each ``{"model", "MOTA", "IDF1", "HOTA", "IDSW"}`` (the first three in
+            percent) and optionally ``"reentry": {"correct", "wrong", "missed"}``; one table per scene.
+        tracking_images: caption -> HxWx3 uint8 RGB picture (e.g. ``tracking.frames.tile`` of tracked frames),
+            shown under the tracking tables as ``tracking_1.png``, ``tracking_2.png``, ...
     """
-    if result is None and training_log is None:
-        raise ValueError("write_report needs an evaluation result, a training log, or both; got neither")
+    if result is None and training_log is None and not models and not tracking:
+        raise ValueError("write_report needs an evaluation result, a training log, models or tracking "
+                         "results; got none of them")
     if result is not None:
         missing = [key for key in (*SUMMARY_KEYS, "cmc", "ranked") if key not in result]
         if missing:
@@ -302,6 +401,11 @@ def write_report(out_dir: str | os.PathLike, result: Mapping | None = None,
     if training_log is not None:
         training_log = (read_training_log(training_log) if isinstance(training_log, (str, os.PathLike))
                         else _check_training_log(training_log))
+    if models:
+        _check_models(models)
+    if tracking:
+        _check_tracking(tracking)
+    pictures = [(caption, _image_png(image)) for caption, image in (tracking_images or {}).items()]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = dataset.name if dataset is not None else (result or {}).get("dataset")
@@ -313,10 +417,24 @@ def write_report(out_dir: str | os.PathLike, result: Mapping | None = None,
     if dataset is not None:
         body.append(f"<p class=\"sub\">dataset <code>{html.escape(dataset.name)}</code> at "
                     f"<code>{html.escape(dataset.root)}</code></p>")
+    if summary:
+        body.append(f"<p><strong>{html.escape(summary)}</strong></p>")
+    curves = {name: m["cmc"] for name, m in (models or {}).items() if m.get("cmc") is not None}
+    if models:
+        body.append("<h2>Models compared</h2>")
+        body.append(_table(["model", "rank-1 (%)", "rank-5 (%)", "mAP (%)"], _model_rows(models), left=1))
+        if curves:
+            queries = f", {result['num_query']} queries" if result is not None else ""
+            _save_png(plot_cmc_curves(curves, title=f"CMC{queries}"), out_dir / "cmc.png")
+            body.append('<img src="cmc.png" alt="CMC curves of the models compared" width="640">')
     if result is not None:
+        if result_name:
+            body.append(f"<h2>{html.escape(result_name)}</h2>")
         body += _metrics_section(result, dataset)
-        _save_png(plot_cmc(result["cmc"], title=f"CMC, {result['num_query']} queries"), out_dir / "cmc.png")
-        body.append('<h2>CMC curve</h2><img src="cmc.png" alt="CMC curve" width="640">')
+        if not curves:
+            _save_png(plot_cmc(result["cmc"], title=f"CMC, {result['num_query']} queries"),
+                      out_dir / "cmc.png")
+            body.append('<h2>CMC curve</h2><img src="cmc.png" alt="CMC curve" width="640">')
         if result["ranked"]:
             _save_png(plot_ranked(result["ranked"]), out_dir / "ranked.png")
             body.append("<h2>Ranked gallery lists</h2>")
@@ -328,6 +446,15 @@ def write_report(out_dir: str | os.PathLike, result: Mapping | None = None,
             body.append(_table(["query", "file", "id", "cam", "first match", "matches shown"],
                                _ranked_rows(result["ranked"]), left=2))
         write_bytes(out_dir / "result.json", json.dumps(dict(result), indent=1).encode())
+    if tracking or pictures:
+        body.append("<h2>Tracking</h2>")
+        for scene, rows in (tracking or {}).items():
+            body.append(f"<h3>{html.escape(scene)}</h3>")
+            body.append(_tracking_table(rows))
+        for k, (caption, png) in enumerate(pictures, 1):
+            write_bytes(out_dir / f"tracking_{k}.png", png)
+            body.append(f'<p class="sub">{html.escape(caption)}</p>'
+                        f'<img src="tracking_{k}.png" alt="{html.escape(caption, quote=True)}">')
     if training_log is not None:
         _save_png(plot_training(training_log), out_dir / "training.png")
         body.append('<h2>Training</h2><img src="training.png" alt="training curves">')

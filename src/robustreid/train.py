@@ -3,7 +3,9 @@
 ``fit(cfg, dataset, out_dir)`` runs the phases in order:
 
 1. set up: seed, (optional) process group for ``torchrun``, model, PK loader, SGD, losses;
-2. resume from ``out_dir/last.pt`` if asked (model, optimiser, epoch, SWAG state, history);
+2. resume from ``out_dir/last.pt`` if asked (model, optimiser, epoch, SWAG state, history), or initialise: from
+   pretrained weights (``cfg.init`` / ``pretrained``: every weight but the identity classifiers, which are new
+   for this dataset's identities) or the network's own init;
 3. the main stage, epochs ``[0, schedule.epochs)`` at the Eq. 1 learning rate, evaluating every
    ``eval_every_epochs`` and keeping ``best.pt`` (by mAP) and ``last.pt``;
 4. the SWAG stage (Section 3.1), epochs ``[schedule.epochs, schedule.total_epochs)`` on cosine cycles, a snapshot
@@ -42,11 +44,11 @@ from .datasets import ReidDataset
 from .device import resolve_device, unwrap
 from .loaders import RandomErasing, build_train_loader
 from .losses import ReIDCriterion
-from .model import build_model
+from .model import Architecture, ReIDNet, arch_name, build_model, resolve_architecture
 from .schedule import lr_at, swag_cycle_end
 
-__all__ = ["TrainingDiverged", "scale_invariant_layers", "balance_init", "train_one_epoch", "fit",
-           "config_from_checkpoint"]
+__all__ = ["TrainingDiverged", "scale_invariant_layers", "balance_init", "check_pretrained_arch",
+           "load_pretrained_weights", "train_one_epoch", "fit", "config_from_checkpoint"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -105,6 +107,42 @@ def balance_init(model: nn.Module, loss_fn: Callable[[], torch.Tensor], lr: floa
         model.load_state_dict(buffers, strict=False)
     model.zero_grad(set_to_none=True)
     return scales
+
+
+# ---- init: from pretrained weights (fine-tuning) --------------------------------------------------------------
+
+
+def check_pretrained_arch(arch: Architecture, state: dict, source: str = "the pretrained checkpoint") -> None:
+    """A one-line ``ValueError`` unless checkpoint ``state`` holds a network of architecture ``arch`` (the run's):
+    ``--init zoo:hacnn is a hacnn (block=inception, ...), this run trains robustreid_1x (block=shuffle, ...)``."""
+    if "arch" not in state or "model" not in state:
+        raise ValueError(f"{source} holds no network (no arch / model entry)")
+    saved = Architecture.from_dict(dict(state["arch"]))
+    if saved != arch:
+        fields = [k for k in saved.to_dict() if getattr(saved, k) != getattr(arch, k)]
+
+        def listed(a: Architecture) -> str:
+            return ", ".join(f"{k}={getattr(a, k)}" for k in fields)
+
+        raise ValueError(f"{source} is a {arch_name(saved)} ({listed(saved)}), this run trains {arch_name(arch)} "
+                         f"({listed(arch)}): pick the matching --preset or --set model=...")
+
+
+def load_pretrained_weights(model: ReIDNet, state: dict, source: str = "the pretrained checkpoint") -> list[str]:
+    """Load every weight of checkpoint ``state`` into ``model`` but the identity classifiers (``classifiers.*``):
+    backbone, attention, heads, BatchNorm statistics. ``model`` keeps its own classifiers, sized for its
+    dataset; the architectures must be the same (``check_pretrained_arch``). Returns the names loaded."""
+    check_pretrained_arch(model.arch, state, source)
+    weights = {k: v for k, v in state["model"].items() if not k.startswith("classifiers.")}
+    try:
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+    except RuntimeError as exc:  # shapes that do not fit
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        raise ValueError(f"{source}: weights do not fit: {lines[1] if len(lines) > 1 else lines[0]}") from None
+    missing = [k for k in missing if not k.startswith("classifiers.")]
+    if missing or unexpected:
+        raise ValueError(f"{source}: weights do not fit the architecture: missing {missing}, unexpected {unexpected}")
+    return sorted(weights)
 
 
 # ---- distributed (torchrun) ---------------------------------------------------------------------------------
@@ -332,17 +370,28 @@ def fit(
     init_checkpoint: dict | None = None,
     final_eval: bool = True,
     check_images: bool = True,
+    pretrained: dict | None = None,
 ) -> dict:
     """Train ``cfg`` on ``dataset`` (its ``train`` split; ``query``/``gallery`` for evaluation) into ``out_dir``.
 
     ``resume``: continue from ``out_dir/last.pt`` (same config required). ``init_checkpoint``: start from these
     weights at epoch ``cfg.schedule.epochs`` (the SWAG stage on a finished run: ``robustreid swag``).
+    ``pretrained``: fine-tune, a checkpoint dict (``checkpoint.load_checkpoint("zoo:robustreid_1x")`` or a .pt's)
+    of the run's architecture: a fresh run starts from its weights but the identity classifiers
+    (``load_pretrained_weights``), at epoch 0 of ``cfg.schedule``; without it, ``cfg.init`` names the checkpoint to
+    load (the config records where the run started; set it to name a ``pretrained`` dict). A resumed run
+    continues from its ``last.pt`` either way.
     ``final_eval=False`` skips the closing evaluation of the main stage (for a caller that evaluates itself).
     ``check_images``: decode every training, query and gallery image before the first step, and stop with one
     line naming the unreadable ones (a bad image would otherwise end the run mid-epoch, at its first use).
     Returns the summary dict (also written to ``out_dir/summary.json``).
     """
     out_dir = Path(out_dir)
+    if pretrained is not None and init_checkpoint is not None:
+        raise ValueError("pass init_checkpoint (the SWAG stage of a finished run) or pretrained (fine-tuning), "
+                         "not both")
+    if not resume and init_checkpoint is None:  # before anything is written: a wrong architecture stops here
+        pretrained = _pretrained(cfg, pretrained)
     rank, world, dev = _setup_distributed(device)
     main_process = rank == 0
     show_progress = show_progress and main_process
@@ -357,7 +406,8 @@ def fit(
         start_epoch, best_map, history, swag = _restore(last_path, cfg, model, optimizer, scaler)
         log(f"resumed {last_path} at epoch {start_epoch}")
     else:
-        start_epoch, best_map, history = _initialise(cfg, model, loader, criterion, dev, init_checkpoint), -1.0, []
+        start_epoch = _initialise(cfg, model, loader, criterion, dev, init_checkpoint, pretrained)
+        best_map, history = -1.0, []
         swag = None
     if cfg.schedule.swag_cycles and swag is None:
         swag = _make_swag(model, cfg)
@@ -430,15 +480,30 @@ def _preflight(cfg: TrainConfig, dataset: ReidDataset, out_dir: Path, main_proce
         _check_evaluable(dataset)
 
 
+def _pretrained(cfg: TrainConfig, pretrained: dict | None) -> dict | None:
+    """The weights a fresh run fine-tunes: ``pretrained``, else ``cfg.init``'s checkpoint, else None; checked
+    against the run's architecture."""
+    if pretrained is None and cfg.init:
+        pretrained = load_checkpoint(cfg.init, map_location="cpu")
+    if pretrained is not None:
+        check_pretrained_arch(resolve_architecture(cfg.model, **cfg.model_options()), pretrained,
+                              f"init {cfg.init}" if cfg.init else "the pretrained checkpoint")
+    return pretrained
+
+
 def _initialise(cfg: TrainConfig, model: nn.Module, loader, criterion: ReIDCriterion, dev: torch.device,
-                init_checkpoint: dict | None) -> int:
+                init_checkpoint: dict | None, pretrained: dict | None = None) -> int:
     """A fresh run's weights; returns its first epoch. ``init_checkpoint``: a finished run's weights, the SWAG
-    stage starts after its main stage; otherwise ``cfg.init_relative_update`` balances the layers' relative
-    updates on the first batch (``balance_init``)."""
+    stage starts after its main stage. ``pretrained``: every weight but the identity classifiers (the run's own,
+    freshly initialised for its dataset), epoch 0. Otherwise ``cfg.init_relative_update`` balances the layers'
+    relative updates on the first batch (``balance_init``; not on pretrained weights, whose norms are trained)."""
     if init_checkpoint is not None:
         model.load_state_dict(model_from_checkpoint(init_checkpoint, num_classes=model.num_classes,
                                                     arch=model.arch).state_dict())
         return cfg.schedule.epochs
+    if pretrained is not None:
+        load_pretrained_weights(unwrap(model), pretrained, f"init {cfg.init}" if cfg.init else "pretrained")
+        return 0
     if cfg.init_relative_update:
         loader.sampler.set_epoch(0)
         imgs, pids, _, _ = next(iter(loader))
