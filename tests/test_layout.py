@@ -1,4 +1,4 @@
-"""The README's Layout section is the import rule: every module of the package is listed in one group, and a
+"""The source layout in docs/GETTING_STARTED.md ("Source layout") is the import rule: every module of the package is listed in one group, and a
 module imports (at any depth, lazily or not) only from its own group and the groups before it."""
 
 import ast
@@ -9,9 +9,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "robustreid"
 
 
-def readme_groups() -> list[list[str]]:
-    text = (ROOT / "README.md").read_text()
-    block = text.split("## Layout", 1)[1].split("```", 2)[1]
+def layout_groups() -> list[list[str]]:
+    text = (ROOT / "docs" / "GETTING_STARTED.md").read_text()
+    block = text.split("## Source layout", 1)[1].split("```", 2)[1]
     lines = [line for line in block.splitlines() if line.strip() and not line.strip().startswith("(")]
     src_lines = []
     for line in lines:
@@ -57,7 +57,7 @@ def imported_units(path: Path) -> set[str]:
 
 
 def test_every_module_is_in_one_group_of_the_layout():
-    groups = readme_groups()
+    groups = layout_groups()
     listed = [unit for group in groups for unit in group]
     assert len(listed) == len(set(listed)), "a module is listed twice"
     present = {top_level_unit(p) for p in PACKAGE.rglob("*.py") if p.name != "__init__.py" or p.parent != PACKAGE}
@@ -65,7 +65,7 @@ def test_every_module_is_in_one_group_of_the_layout():
 
 
 def test_imports_flow_one_way():
-    group_of = {unit: i for i, group in enumerate(readme_groups()) for unit in group}
+    group_of = {unit: i for i, group in enumerate(layout_groups()) for unit in group}
     reaching_up = []
     for path in PACKAGE.rglob("*.py"):
         if path.parent == PACKAGE and path.name == "__init__.py":
