@@ -107,13 +107,13 @@ def demo_config(epochs: int = 3, amp: bool = False, seed: int = 0, preset_name: 
 
 
 def finetune_config(steps: int = FINETUNE_STEPS, seed: int = 0, amp: bool = False,
-                    preset_name: str = "robust-reid-1x", *, iters_per_epoch: int):
+                    preset_name: str = "robust-reid-1x", *, iters_per_epoch: int, lr: float = FINETUNE_LR):
     """The recipe that fine-tunes shipped weights on the demo's training split (stage 4).
 
     The preset's network, losses (robust-reid-1x: label-smoothed ID loss + batch-soft triplet with soft
     margin), PK sampler (8 x 4) and SGD (momentum 0.9, weight decay 5e-4), with:
 
-    - the learning rate constant at ``FINETUNE_LR`` (3e-3): no warmup, no step, no SWAG. The weights start
+    - the learning rate constant at ``lr`` (default ``FINETUNE_LR``, 3e-3): no warmup, no step, no SWAG. The weights start
       trained, so the from-scratch ramp to 3e-2 would only throw them away; 3e-3 is Eq. 1's first step down;
     - augmentation off, as in ``demo_config`` (too short a run for it to pay);
     - ``steps`` SGD steps realised as whole epochs of the PK loader, ``epochs = ceil(steps /
@@ -130,7 +130,7 @@ def finetune_config(steps: int = FINETUNE_STEPS, seed: int = 0, amp: bool = Fals
     if isinstance(iters_per_epoch, bool) or not isinstance(iters_per_epoch, int) or iters_per_epoch < 1:
         raise ValueError(f"iters_per_epoch must be an integer >= 1, got {iters_per_epoch!r}")
     epochs = math.ceil(steps / iters_per_epoch)
-    schedule = ScheduleConfig(base_lr=FINETUNE_LR, warmup_epochs=0, milestones=(), epochs=epochs,
+    schedule = ScheduleConfig(base_lr=lr, warmup_epochs=0, milestones=(), epochs=epochs,
                               swag_cycles=0)
     return apply_overrides(preset(preset_name), {
         "schedule": dataclasses.asdict(schedule), "data": {"random_erasing": 0.0, "pad": 0}, "amp": amp,
