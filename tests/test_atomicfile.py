@@ -47,3 +47,18 @@ def test_stale_temp_files_of_dead_writers_are_removed(tmp_path):
         p.write_bytes(b"partial")
     assert remove_stale_temp_files(tmp_path) == [stale]
     assert not stale.exists() and live.exists() and other.exists()
+
+
+def test_stale_temp_files_of_one_target_only(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    dead_pid = int(dead.stdout)
+    mine = tmp_path / f"{TEMP_PREFIX}f.npz-{dead_pid}-0123abcd"
+    other = tmp_path / f"{TEMP_PREFIX}g.npz-{dead_pid}-0123abcd"  # another target's: kept when one is named
+    lookalike = tmp_path / f"{TEMP_PREFIX}f.npz-{dead_pid}-notours!"  # not 8 hex digits: not our pattern
+    for p in (mine, other, lookalike):
+        p.write_bytes(b"partial")
+    assert remove_stale_temp_files(tmp_path, name="f.npz") == [mine]
+    assert other.exists() and lookalike.exists()
+    assert remove_stale_temp_files(tmp_path) == [other] and lookalike.exists()
+    assert remove_stale_temp_files(tmp_path / "missing") == []  # a folder not made yet holds nothing

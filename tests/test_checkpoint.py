@@ -1,5 +1,6 @@
 """Checkpoints: atomic round trip, safe loading, clear refusals."""
 
+import re
 
 import pytest
 import torch
@@ -81,6 +82,46 @@ def test_refuses_mismatched_classes_and_arch():
         model_from_checkpoint(state, num_classes=7)
     with pytest.raises(ValueError, match="pooling"):
         model_from_checkpoint(state, arch=build_model("robustreid_1x", 5, pooling="max").arch)
+
+
+def test_every_refusal_names_the_checkpoint(tmp_path):
+    state = model_state(build_model("hacnn", 3))
+    for source in ("runs/a/last.pt", "zoo:hacnn"):
+        with pytest.raises(ValueError, match=f"^checkpoint {source} has 3 identity classes, expected 7$"):
+            model_from_checkpoint(state, num_classes=7, source=source)
+        with pytest.raises(ValueError, match=f"^the architecture of checkpoint {source} does not match"):
+            model_from_checkpoint(state, arch=build_model("robustreid_1x").arch, source=source)
+    # load_model names the file it read; what the file says against what its weights hold
+    wide = model_state(build_model("robustreid_1x", 4))
+    path = save_checkpoint({**wide, "arch": state["arch"], "num_classes": 3}, tmp_path / "swapped.pt")
+    with pytest.raises(ValueError) as err:
+        load_model(path)
+    assert str(err.value).startswith(f"checkpoint {path}: its weights do not fit the network it names: the file "
+                                     "says hacnn with 3 identity classes, its weights hold robustreid_1x with 4 "
+                                     "identity classes (")
+    path = save_checkpoint({k: v for k, v in state.items() if k != "model"}, tmp_path / "empty.pt")
+    said = f"^checkpoint {re.escape(str(path))} has no model entry: it does not hold a network$"
+    with pytest.raises(ValueError, match=said):
+        load_model(path)
+    path = save_checkpoint({**state, "model": [1, 2]}, tmp_path / "list.pt")
+    with pytest.raises(ValueError, match=f"^checkpoint {re.escape(str(path))}: its model entry is a list, expected"):
+        load_model(path)
+
+
+def test_non_finite_weights_are_refused_on_load(tmp_path):
+    state = model_state(build_model("hacnn", 3))
+    first = "attention.1.soft.channel.squeeze.1.running_mean"  # a buffer deep inside: buffers are weights too
+    original = state["model"][first].clone()
+    state["model"][first][:2] = torch.tensor([float("nan"), float("-inf")])
+    path = save_checkpoint(state, tmp_path / "diverged.pt")
+    said = f"^checkpoint {re.escape(str(path))} holds non-finite weights: {first} has 2 NaN or infinite values of "
+    with pytest.raises(ValueError, match=said):
+        load_model(path)
+    with pytest.raises(ValueError, match="^checkpoint holds non-finite weights"):  # no source given
+        model_from_checkpoint(state)
+    # the check is what lets a finite checkpoint through: the same file repaired loads
+    state["model"][first] = original
+    assert load_model(save_checkpoint(state, tmp_path / "repaired.pt")).num_classes == 3
 
 
 def test_failed_write_leaves_previous_checkpoint_intact(tmp_path, monkeypatch):

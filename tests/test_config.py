@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import re
 
 import pytest
 
@@ -143,6 +144,24 @@ def test_config_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.toml"):
         load_config_file(tmp_path / "nope.toml")
     assert dataclasses.is_dataclass(cfg)
+
+
+def test_config_file_that_is_not_a_table_or_not_utf8_is_one_line_naming_it(tmp_path):
+    for name, text, kind in (("list.json", "[1, 2]", "a list"), ("number.json", "3", "a number"),
+                             ("null.json", "null", "null"), ("text.json", '"seed=3"', "a string")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ValueError, match=rf"^config file {re.escape(str(tmp_path / name))}: its top level is "
+                                             rf"{kind}, expected a table of keys") as err:
+            load_config_file(tmp_path / name)
+        assert "\n" not in str(err.value)
+    for name, latin1 in (("latin.toml", b"seed = 3 # caf\xe9"), ("latin.json", b'{"seed": 3, "note": "caf\xe9"}')):
+        (tmp_path / name).write_bytes(latin1)
+        at = latin1.index(0xE9)
+        with pytest.raises(ValueError, match=rf"^config file {re.escape(str(tmp_path / name))}: not UTF-8 text "
+                                             rf"\(byte {at}\)"):
+            load_config_file(tmp_path / name)
+    (tmp_path / "ok.json").write_text('{"seed": 3}')  # a table loads as it is
+    assert load_config_file(tmp_path / "ok.json") == {"seed": 3}
 
 
 def test_build_config_applies_preset_file_epochs_sets_in_that_order(tmp_path):

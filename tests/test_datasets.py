@@ -243,6 +243,29 @@ def test_empty_split_folder_is_an_error(tmp_path):
         load_dataset("dukemtmcreid", root)
 
 
+def test_a_split_left_without_images_names_the_split_the_folder_and_why(tmp_path):
+    root = make_market(str(tmp_path / "m"))
+    gallery = os.path.join(root, "bounding_box_test")
+    for name in MARKET_GALLERY:
+        os.remove(os.path.join(gallery, name))
+    _write(gallery, ["-1_c1s1_000004_01.jpg", "-1_c2s1_000005_01.jpg"])  # junk only
+    with pytest.raises(ValueError) as err:
+        load_dataset("market1501", root)
+    assert str(err.value) == (f"market1501: the gallery split '{os.path.realpath(gallery)}' has no usable image: "
+                              "all 2 of its images are left out, 2 junk (pid -1); expected images of persons with "
+                              "pid > 0 (e.g. '0002_c1s1_000451_03.jpg')")
+    # training images of junk and distractors only: both counted; distractors stay usable in the gallery
+    root = make_duke(str(tmp_path / "d"))
+    train = os.path.join(root, "bounding_box_train")
+    for name in DUKE_TRAIN:
+        os.remove(os.path.join(train, name))
+    _write(train, ["-1_c1_f0000001.jpg", "0000_c2_f0000002.jpg", "0000_c3_f0000003.jpg"])
+    with pytest.raises(ValueError, match=r"dukemtmcreid: the train split .*bounding_box_train' has no usable image: "
+                                         r"all 3 of its images are left out, 1 junk \(pid -1\) and 2 distractors "
+                                         r"\(pid 0, not a training class\)"):
+        load_dataset("dukemtmcreid", root)
+
+
 def test_check_images_finds_truncated_corrupt_and_missing_files(tmp_path):
     good = _jpeg_bytes(64, 32, seed=1)
     _write(tmp_path, ["good.jpg"], good)

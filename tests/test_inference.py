@@ -56,6 +56,8 @@ def test_fuse_conv_bn_gives_the_same_descriptors_and_leaves_the_model_alone(name
 def test_optimize_for_inference_channels_last(name):
     model = calibrated(name, seed=1)
     fast = optimize_for_inference(model)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # the original keeps its BatchNorm
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())  # folded into the convolutions
     conv = next(m for m in fast.modules() if isinstance(m, nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     x = torch.randn(5, 3, 160, 64)
@@ -86,6 +88,49 @@ def test_embed_micro_batched_matches_one_call_slice_by_slice():
     for bad in (0, -2, 2.5, True):
         with pytest.raises(ValueError, match="micro_batch"):
             embed_micro_batched(model.embed, x, bad)
+
+
+def test_a_batch_reaches_the_optimized_network_in_micro_batches(monkeypatch):
+    import numpy as np
+
+    from robustreid import evaluate
+
+    sizes, nets = [], []
+    real = evaluate.optimize_for_inference
+
+    def spied(model):  # the network the extractor runs: record the batch each forward of its stem receives
+        net = real(model)
+        net.stem.register_forward_pre_hook(lambda module, args: sizes.append(args[0].shape[0]))
+        nets.append(net)
+        return net
+
+    monkeypatch.setattr(evaluate, "optimize_for_inference", spied)
+    model = calibrated("robustreid_1x", seed=4)
+    images = [np.random.default_rng(i).integers(0, 255, (32, 16, 3), dtype=np.uint8) for i in range(20)]
+    extractor = FeatureExtractor(model, batch_size=16)
+    feats = extractor(images)
+    assert len(nets) == 1 and sizes == [8, 8, 4]  # loader batches of 16 + 4, each run as slices of 8
+    plain = FeatureExtractor(model, batch_size=16, optimize=False)(images)  # whole batches, in one call each
+    assert feats.shape == plain.shape == (20, model.feature_dim)
+    torch.testing.assert_close(feats, plain, rtol=1e-4, atol=1e-5)  # the slices come back in order
+
+
+def test_no_non_finite_descriptor_leaves_extract_to_npz(tmp_path):
+    from PIL import Image
+
+    from robustreid.evaluate import extract_to_npz
+
+    model = calibrated("hacnn", seed=5)
+    with torch.no_grad():
+        model.global_head[0].bias[0] = float("nan")  # a model passed in, not loaded: no checkpoint check ran
+    images = []
+    for i in range(3):
+        images.append(tmp_path / f"{i}.png")
+        Image.new("RGB", (16, 32), (10 * i, 20, 30)).save(images[-1])
+    with pytest.raises(ValueError, match=r"^ReIDNet gave non-finite descriptors for 3 of 3 images, the first "
+                                         r".*0\.png$"):
+        extract_to_npz(model, images, tmp_path / "f.npz")
+    assert not (tmp_path / "f.npz").exists() and not list(tmp_path.glob(".tmp-*"))
 
 
 def test_extractors_optimize_by_default_with_the_same_descriptors(tmp_path):

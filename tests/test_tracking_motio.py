@@ -107,6 +107,25 @@ def test_load_sequence(tmp_path):
         load_sequence(seq)
 
 
+def test_seq_length_beyond_the_frames_in_img1_is_refused(tmp_path):
+    seq = tmp_path / "SYN-02"
+    write_seqinfo(seq / "seqinfo.ini", SeqInfo(name="SYN-02", seq_length=2_000_000, im_ext=".png"))
+    assert load_sequence(seq).info.seq_length == 2_000_000  # no img1/: detections only, seqLength is trusted
+    (seq / "img1").mkdir()
+    for f in range(1, 11):
+        (seq / "img1" / f"{f:06d}.png").write_bytes(b"frame")
+    (seq / "img1" / "notes.txt").write_text("not a frame")
+    with pytest.raises(ValueError) as err:
+        load_sequence(seq)
+    assert str(err.value) == (f"{seq / 'seqinfo.ini'}: seqLength=2000000, but {seq / 'img1'} holds 10 .png "
+                              "frame(s); expected seqLength <= 10 (the number of frames)")
+    write_seqinfo(seq / "seqinfo.ini", SeqInfo(name="SYN-02", seq_length=10, im_ext=".png"))
+    assert load_sequence(seq).info.seq_length == 10  # exactly the frames present
+    write_seqinfo(seq / "seqinfo.ini", SeqInfo(name="SYN-02", seq_length=11, im_ext=".png"))
+    with pytest.raises(ValueError, match="seqLength=11, but .* holds 10 .png frame"):
+        load_sequence(seq)
+
+
 def test_frame_rows_and_box_formats():
     rows = np.array([[3, 1, 0, 0, 1, 1], [1, 2, 0, 0, 1, 1], [3, 3, 0, 0, 1, 1]])
     per_frame = frame_rows(rows, 4)

@@ -50,16 +50,20 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+def remove_stale_temp_files(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
     """Remove the temporary files that killed writers left in ``folder`` (``.tmp-<name>-<pid>-<hex>`` whose
-    process is gone); returns what was removed. A live writer's file (its pid still running) is kept."""
+    process is gone); returns what was removed. A live writer's file (its pid still running) is kept, and so is
+    anything not named by this module's pattern. ``name``: only the leftovers of that target file (for a folder
+    the library does not own, e.g. the one ``extract --out`` writes into)."""
     removed = []
     for tmp in Path(folder).glob(f"{TEMP_PREFIX}*"):
-        try:
-            pid = int(tmp.name.rsplit("-", 2)[-2])
-        except (ValueError, IndexError):
+        target, _, rest = tmp.name[len(TEMP_PREFIX):].rpartition("-")
+        target, _, pid_text = target.rpartition("-")
+        if not (target and pid_text.isdigit() and len(rest) == 8 and all(c in "0123456789abcdef" for c in rest)):
+            continue  # not one of ours: .tmp-<name>-<pid>-<8 hex digits>
+        if name is not None and target != name:
             continue
-        if _alive(pid):  # a writer still at work (or this process)
+        if not tmp.is_file() or _alive(int(pid_text)):  # a writer still at work (or this process)
             continue
         tmp.unlink(missing_ok=True)
         removed.append(tmp)

@@ -18,10 +18,11 @@ import torch
 
 from .atomicfile import atomic_write
 from .device import unwrap
-from .model import Architecture, ReIDNet
+from .model import MODELS, Architecture, ReIDNet, arch_name
 from .zoo import is_zoo_name, load_zoo_state
 
-__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "model_state", "model_from_checkpoint", "load_model"]
+__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "model_state", "model_from_checkpoint", "load_model",
+           "check_finite_weights"]
 
 FORMAT = "robustreid"
 FORMAT_VERSION = 1
@@ -112,33 +113,99 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return state
 
 
-def model_from_checkpoint(state: dict, num_classes: int | None = None, arch: Architecture | None = None) -> ReIDNet:
+def _arch_label(arch: Architecture) -> str:
+    name = arch_name(arch)
+    return "a custom architecture" if name == "custom" else name
+
+
+def _named(source: str | None) -> str:
+    """How a message names the checkpoint: ``checkpoint runs/a/last.pt``, ``checkpoint zoo:hacnn``."""
+    return f"checkpoint {source}" if source else "checkpoint"
+
+
+def check_finite_weights(state: dict, label: str = "checkpoint") -> None:
+    """A one-line ``ValueError`` naming the checkpoint (``label``: ``checkpoint runs/a/last.pt``, ``--init x.pt``)
+    and its first tensor holding NaN or infinite values: a network built from it would give NaN descriptors.
+    One ``torch.isfinite(t).all()`` per floating tensor: milliseconds, even for robustreid_2x."""
+    for key, value in state.get("model", {}).items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise ValueError(f"{label} holds non-finite weights: {key} has {bad} NaN or infinite values "
+                             f"of {value.numel()} (a diverged run?); use an earlier checkpoint of the run")
+
+
+def _shapes(weights: dict, classifiers: bool = True) -> dict:
+    return {k: tuple(v.shape) for k, v in weights.items()
+            if isinstance(v, torch.Tensor) and (classifiers or not k.startswith("classifiers."))}
+
+
+def _held(weights: dict, said: Architecture) -> str:
+    """What a state dict holds, for a message: ``robustreid_1x with 4 identity classes``. The architecture is
+    the first of the one the checkpoint names and the shipped ones (``model.MODELS``) whose tensors (all but the
+    identity classifiers) have exactly these names and shapes; the class count is the classifier's row count."""
+    classifier = weights.get("classifiers.0.weight")
+    classes = int(classifier.shape[0]) if isinstance(classifier, torch.Tensor) and classifier.dim() == 2 else 0
+    backbone = _shapes(weights, classifiers=False)
+    candidates = [(_arch_label(said), said)] + [(name, arch) for name, arch in MODELS.items() if arch != said]
+    held = next((name for name, arch in candidates
+                 if _shapes(ReIDNet(arch, 0).state_dict(), classifiers=False) == backbone), None)
+    return f"{held or 'weights of another architecture'} with {classes} identity classes"
+
+
+def _misfit(weights: dict, model: ReIDNet, source: str | None) -> ValueError:
+    """The checkpoint's weights do not fit the network its ``arch`` / ``num_classes`` entries name: one line
+    saying what the file names, what its weights hold, and the first tensor that differs."""
+    expected, found = _shapes(model.state_dict()), _shapes(weights)
+    said = f"{_arch_label(model.arch)} with {model.num_classes} identity classes"
+    wrong = next((k for k in found if k in expected and found[k] != expected[k]), None)
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    if wrong is not None:
+        detail = f"{wrong} is {list(found[wrong])} in the file, {list(expected[wrong])} in that network"
+    elif missing:
+        detail = f"{len(missing)} tensor(s) missing, e.g. {missing[0]}"
+    else:
+        detail = f"{len(unexpected)} unexpected tensor(s), e.g. {unexpected[0]}"
+    return ValueError(f"{_named(source)}: its weights do not fit the network it names: the file says {said}, its "
+                      f"weights hold {_held(weights, model.arch)} ({detail})")
+
+
+def model_from_checkpoint(state: dict, num_classes: int | None = None, arch: Architecture | None = None, *,
+                          source: str | None = None) -> ReIDNet:
     """Build the checkpoint's network and load its weights.
 
     ``num_classes`` / ``arch``, when given, are what the caller expects: a mismatch is a clear ``ValueError``
     (e.g. resuming a run on another dataset, or with another preset) instead of a shape error deep in PyTorch.
+    ``source`` names the checkpoint in every message (its path, ``zoo:NAME``; ``load_model`` passes it). Weights
+    that do not fit the ``arch`` / ``num_classes`` the file names, and non-finite weights, are refused.
     """
     missing_keys = [k for k in ("arch", "num_classes", "model") if k not in state]
     if missing_keys:
-        raise ValueError(f"checkpoint has no {', '.join(missing_keys)} entry: it does not hold a network")
-    saved_arch = Architecture.from_dict(state["arch"])
+        raise ValueError(f"{_named(source)} has no {', '.join(missing_keys)} entry: it does not hold a network")
+    try:
+        saved_arch = Architecture.from_dict(dict(state["arch"]))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{_named(source)}: its arch entry is not a robustreid architecture ({exc})") from None
+    saved_classes = state["num_classes"]
+    if isinstance(saved_classes, bool) or not isinstance(saved_classes, int) or saved_classes < 0:
+        raise ValueError(f"{_named(source)}: its num_classes entry is {saved_classes!r}, expected an integer >= 0")
+    if not isinstance(state["model"], dict):
+        raise ValueError(f"{_named(source)}: its model entry is a {type(state['model']).__name__}, expected a "
+                         "state dict (tensor name -> tensor)")
     if arch is not None and arch != saved_arch:
         diff = {k: (v, getattr(arch, k)) for k, v in saved_arch.to_dict().items() if getattr(arch, k) != getattr(saved_arch, k)}
-        raise ValueError(f"checkpoint architecture does not match the requested one: {{field: (checkpoint, requested)}} = {diff}")
-    if num_classes is not None and num_classes != state["num_classes"]:
-        raise ValueError(f"checkpoint has {state['num_classes']} identity classes, expected {num_classes}")
-    model = ReIDNet(saved_arch, state["num_classes"])
-    try:
-        missing, unexpected = model.load_state_dict(state["model"], strict=False)
-    except RuntimeError as exc:  # shapes that do not fit (a hand-edited or foreign state dict)
-        first = str(exc).strip().splitlines()
-        detail = first[1].strip() if len(first) > 1 else first[0]
-        raise ValueError(f"checkpoint weights do not fit its architecture: {detail}") from None
-    if missing or unexpected:
-        raise ValueError(f"checkpoint weights do not fit the architecture: missing {missing}, unexpected {unexpected}")
+        raise ValueError(f"the architecture of {_named(source)} does not match the requested one: "
+                         f"{{field: (checkpoint, requested)}} = {diff}")
+    if num_classes is not None and num_classes != saved_classes:
+        raise ValueError(f"{_named(source)} has {saved_classes} identity classes, expected {num_classes}")
+    model = ReIDNet(saved_arch, saved_classes)
+    if _shapes(state["model"]) != _shapes(model.state_dict()):  # a hand-edited or foreign state dict
+        raise _misfit(state["model"], model, source)
+    check_finite_weights(state, _named(source))
+    model.load_state_dict(state["model"])
     return model
 
 
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> ReIDNet:
-    """The network stored in checkpoint ``path``, in eval mode."""
-    return model_from_checkpoint(load_checkpoint(path, map_location)).eval()
+    """The network stored in checkpoint ``path`` (a file or ``zoo:NAME``), in eval mode; every refusal names it."""
+    return model_from_checkpoint(load_checkpoint(path, map_location), source=os.fspath(path)).eval()

@@ -123,13 +123,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from .atomicfile import write_text
     from .checkpoint import load_checkpoint
-    from .train import config_from_checkpoint, fit
+    from .device import resolve_device
+    from .train import TrainingDiverged, check_inputs, config_from_checkpoint, fit
 
-    # under torchrun only rank 0 checks and prepares the folder (the other ranks would see its dataset.json)
+    # Every check comes before the first byte is written (or an old run removed by --overwrite). Under torchrun
+    # only rank 0 checks and prepares the folder (the other ranks would see its dataset.json).
     first_rank = int(os.environ.get("RANK", "0")) == 0
     if args.resume and args.init:
         raise UsageError(f"--init starts a new run from other weights, --resume continues {args.resume} from its "
                          "last.pt: pass one of them")
+    resolve_device(args.device)  # a device this machine does not have, or no device at all
     if args.resume:
         changed = [flag for flag, value in (("--preset", args.preset), ("--config", args.config), ("--set", args.set),
                                             ("--epochs", args.epochs), ("--amp", args.amp), ("--out", args.out),
@@ -161,6 +164,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if state is not None and dataset.num_train_pids != state["num_classes"]:
         raise UsageError(f"{out / 'last.pt'} was trained on {state['num_classes']} identities, the dataset "
                          f"{dataset_spec['name']} at {dataset_spec['root']} has {dataset.num_train_pids}")
+    print(dataset.stats_table(), file=sys.stderr)
+    check_inputs(cfg, dataset, log=print if first_rank else None)  # unreadable images, no evaluable query
     if first_rank:
         if not args.resume:
             for name in _RUN_FILES:  # --overwrite: a fresh run, nothing appended to the old one
@@ -168,8 +173,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
             shutil.rmtree(out / "tensorboard", ignore_errors=True)
         out.mkdir(parents=True, exist_ok=True)
         write_text(out / "dataset.json", json.dumps(dataset_spec))
-    print(dataset.stats_table(), file=sys.stderr)
-    summary = fit(cfg, dataset, out, resume=bool(args.resume), device=args.device, pretrained=pretrained)
+    try:
+        summary = fit(cfg, dataset, out, resume=bool(args.resume), device=args.device, pretrained=pretrained,
+                      check_images=False)  # checked above
+    except TrainingDiverged as exc:  # not the user's input: the run failed (status 1); last.pt is the last good one
+        print(f"robustreid train: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
     print(json.dumps({k: v for k, v in summary.items() if k not in ("config", "versions")}))
     return 0
 
@@ -281,8 +290,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                       num_workers=args.num_workers, device=args.device, amp=args.amp, backend=args.backend,
                       precision="bf16" if args.amp else args.precision, progress=progress_line("eval"))
     if args.report:
+        from .atomicfile import remove_stale_temp_files
         from .report import write_report
 
+        remove_stale_temp_files(args.report)  # what a killed report writer left in the folder
         index = write_report(args.report, result, dataset, title=f"{_model_label(args.checkpoint)} on {dataset.name}")
         print(f"report: {index}", file=sys.stderr)
     print(json.dumps(metrics_summary(result)) if args.json else format_metrics(result))

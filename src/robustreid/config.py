@@ -316,26 +316,38 @@ def parse_set(items: list[str]) -> dict[str, str]:
 
 
 def load_config_file(path: str | Path) -> dict:
-    """Read overrides from a TOML (``.toml``) or JSON (``.json``) file."""
+    """Read overrides from a TOML (``.toml``) or JSON (``.json``) file: a table of keys at the top level
+    (``{"seed": 3, "loss": {...}}``). Anything else (not UTF-8, invalid syntax, a list at the top level) is a
+    one-line ``ValueError`` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
-    text = path.read_text()
+    if path.suffix not in (".json", ".toml"):
+        raise ValueError(f"config file {path}: expected a .toml or .json file")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"config file {path}: not UTF-8 text (byte {exc.start}); expected a {path.suffix} file of "
+                         "overrides") from None
     if path.suffix == ".json":
         try:
-            return json.loads(text)
+            overrides = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-    if path.suffix == ".toml":
+    else:
         try:
             import tomllib
         except ModuleNotFoundError:  # Python 3.10
             raise ValueError(f"{path}: TOML config files need Python >= 3.11; use a .json file") from None
         try:
-            return tomllib.loads(text)
+            overrides = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{path}: invalid TOML: {exc}") from None
-    raise ValueError(f"config file {path}: expected a .toml or .json file")
+            raise ValueError(f"{path}: invalid TOML: {' '.join(str(exc).split())}") from None
+    if not isinstance(overrides, dict):  # TOML always gives a table; JSON may hold a list, a number, ...
+        kind = {list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(type(overrides), "a number")
+        raise ValueError(f"config file {path}: its top level is {kind}, expected a table of keys "
+                         '(e.g. {"seed": 3, "loss": {"triplet_margin": 0.3}})')
+    return overrides
 
 
 def build_config(preset_name: str, config_file: str | Path | None = None, epochs: int | None = None,

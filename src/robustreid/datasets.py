@@ -15,7 +15,8 @@ Layouts (``root`` may be the dataset folder itself or the folder that holds it):
 * Market1501 (``Market-1501-v15.09.15/``): ``bounding_box_train/``, ``query/``, ``bounding_box_test/`` with
   names like ``0002_c1s1_000451_03.jpg``. pid ``-1`` (junk) is dropped everywhere; pid ``0`` (distractors)
   stays in the gallery and is dropped from ``train`` (distractors are many different people, not one class;
-  the released training folder has none).
+  the released training folder has none). A split left without any image (e.g. a gallery of junk only) is a
+  ``ValueError`` naming the dataset, the split's folder and what was left out.
 * DukeMTMC-reID (``DukeMTMC-reID/``): the same three folders, names like ``0001_c2_f0046182.jpg``.
 * MSMT17 (``MSMT17_V1/`` with ``train/``, ``test/``; ``MSMT17_V2/`` with ``mask_train_v2/``,
   ``mask_test_v2/``) plus ``list_train.txt``, ``list_val.txt``, ``list_query.txt``, ``list_gallery.txt``, one
@@ -194,15 +195,23 @@ def _list_images(folder: Path) -> list[str]:
     return paths
 
 
-def _read_folder_split(folder: Path, example: str, is_train: bool) -> list[Record]:
-    records = []
-    for img_path in _list_images(folder):
+def _read_folder_split(name: str, split: str, folder: Path, example: str) -> list[Record]:
+    is_train = split == "train"
+    records, dropped = [], {-1: 0, 0: 0}
+    images = _list_images(folder)
+    for img_path in images:
         pid, camid = _parse_pid_camid(img_path, example)
         if pid == -1 or (is_train and pid == 0):  # junk everywhere; distractors are not a training class
+            dropped[pid] += 1
             continue
         if pid < -1:
             raise ValueError(f"invalid pid {pid} in '{img_path}': expected -1 (junk), 0 (distractor) or > 0")
         records.append(Record(img_path, pid, camid))
+    if not records:  # every image left out: say which split of which folder, and why
+        why = " and ".join(f"{n} {'junk (pid -1)' if pid == -1 else 'distractors (pid 0, not a training class)'}"
+                           for pid, n in dropped.items() if n)
+        raise ValueError(f"{name}: the {split} split '{folder}' has no usable image: all {len(images)} of its "
+                         f"images are left out, {why}; expected images of persons with pid > 0 (e.g. '{example}')")
     return records
 
 
@@ -211,10 +220,8 @@ def _read_folder_layout(name: str, root: str | os.PathLike, layout: _FolderLayou
         return [f"'{sub}/'" for sub in _SPLIT_FOLDERS.values() if not (folder / sub).is_dir()]
 
     dataset_dir = _resolve_dataset_dir(name, root, layout.folder_names, missing_in, layout.describe())
-    splits = {
-        split: _read_folder_split(dataset_dir / sub, layout.example, is_train=split == "train")
-        for split, sub in _SPLIT_FOLDERS.items()
-    }
+    splits = {split: _read_folder_split(name, split, dataset_dir / sub, layout.example)
+              for split, sub in _SPLIT_FOLDERS.items()}
     return ReidDataset(name, str(dataset_dir), _relabel(splits["train"]), splits["query"], splits["gallery"])
 
 

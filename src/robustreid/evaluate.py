@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 from .amp import autocast_dtype
 from .checkpoint import load_model
 from .device import resolve_device, unwrap
-from .atomicfile import write_bytes
+from .atomicfile import remove_stale_temp_files, write_bytes
 from .datasets import IMAGE_EXTENSIONS, Record, ReidDataset, read_image
 from .inference import CPU_MICRO_BATCH, embed_micro_batched, optimize_for_inference
 from .loaders import TestTransform, build_test_loader
@@ -436,10 +436,12 @@ def evaluate(model, dataset: ReidDataset, *, metric: str = "euclidean", batch_si
     """
     if metric not in METRICS:  # checked before the (long) extraction, as are topk and max_rank
         raise ValueError(f"metric={metric!r}: expected one of {METRICS}")
+    _check_splits(dataset)
     for name, value in (("topk", topk), ("max_rank", max_rank)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}={value!r}: expected an integer >= 1")
     _check_backend(backend, precision)
+    source = model  # named when its descriptors are not finite
     if backend == "torch":
         model, device = _prepare_model(model, device)
     else:  # one session / compiled model for both splits
@@ -452,6 +454,8 @@ def evaluate(model, dataset: ReidDataset, *, metric: str = "euclidean", batch_si
                                                  progress=_offset(progress, 0, total))
     g_feats, g_pids, g_camids = extract_features(model, dataset.gallery, batch_size, num_workers, device, amp,
                                                  progress=_offset(progress, len(dataset.query), total))
+    _check_finite_features(q_feats, [r.img_path for r in dataset.query], source)
+    _check_finite_features(g_feats, [r.img_path for r in dataset.gallery], source)
     num_query = len(q_pids)
     q_dev, g_dev = q_feats.to(device), g_feats.to(device)
     scores = score(q_dev, g_dev, q_pids, g_pids, q_camids, g_camids, metric=metric, max_rank=max_rank)
@@ -481,6 +485,27 @@ def evaluate(model, dataset: ReidDataset, *, metric: str = "euclidean", batch_si
         "cmc": scores["cmc"],
         "ranked": ranked,
     }
+
+
+def _check_splits(dataset: ReidDataset) -> None:
+    """An empty query or gallery split is named with its dataset and root (a reader refuses most of them: a
+    hand-built ``ReidDataset`` can still have one)."""
+    for split in ("query", "gallery"):
+        if not getattr(dataset, split):
+            raise ValueError(f"{dataset.name} ({dataset.root}): the {split} split is empty, nothing to evaluate: "
+                             f"expected images of identities with pid >= 0 (pid -1 is junk and left out)")
+
+
+def _check_finite_features(feats: torch.Tensor, paths: Sequence[str], model) -> None:
+    """A one-line ``ValueError`` naming the model and the first image whose descriptor holds NaN or inf: no
+    non-finite descriptor leaves the library (a checkpoint's weights are checked on load; this catches the rest,
+    e.g. an exported file or an overflow)."""
+    finite = torch.isfinite(feats).all(dim=1) if feats.dim() == 2 else torch.isfinite(feats)
+    if len(finite) and not bool(finite.all()):
+        first = int((~finite).nonzero()[0])
+        where = os.fspath(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__
+        raise ValueError(f"{where} gave non-finite descriptors for {int((~finite).sum())} of {len(finite)} images, "
+                         f"the first {paths[first]}")
 
 
 def metrics_summary(result: Mapping) -> dict:
@@ -543,9 +568,12 @@ def extract_to_npz(checkpoint, inputs, out: str | os.PathLike, *, batch_size: in
     paths = list_images(inputs)
     extractor = FeatureExtractor(checkpoint, device=device, batch_size=batch_size, num_workers=num_workers,
                                  backend=backend, precision=precision)
-    feats = extractor(paths, progress).numpy().astype(np.float32, copy=False)
+    feats = extractor(paths, progress)
+    _check_finite_features(feats, paths, checkpoint)
+    feats = feats.numpy().astype(np.float32, copy=False)
     buffer = io.BytesIO()
     np.savez(buffer, features=feats, paths=np.array(paths, dtype=np.str_))
     out = Path(out)
+    remove_stale_temp_files(out.parent, name=out.name)  # what a killed extract left beside the file
     write_bytes(out, buffer.getvalue())
     return {"out": str(out), "num_images": len(paths), "feature_dim": int(feats.shape[1])}

@@ -38,7 +38,7 @@ from torch import nn
 from . import __version__
 from .amp import autocast_dtype, needs_grad_scaler
 from .atomicfile import remove_stale_temp_files, write_text
-from .checkpoint import load_checkpoint, model_from_checkpoint, model_state, save_checkpoint
+from .checkpoint import check_finite_weights, load_checkpoint, model_from_checkpoint, model_state, save_checkpoint
 from .config import TrainConfig, config_to_dict, apply_overrides
 from .datasets import ReidDataset
 from .device import resolve_device, unwrap
@@ -48,7 +48,7 @@ from .model import Architecture, ReIDNet, arch_name, build_model, resolve_archit
 from .schedule import lr_at, swag_cycle_end
 
 __all__ = ["TrainingDiverged", "scale_invariant_layers", "balance_init", "check_pretrained_arch",
-           "load_pretrained_weights", "train_one_epoch", "fit", "config_from_checkpoint"]
+           "load_pretrained_weights", "train_one_epoch", "fit", "config_from_checkpoint", "check_inputs"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -113,8 +113,9 @@ def balance_init(model: nn.Module, loss_fn: Callable[[], torch.Tensor], lr: floa
 
 
 def check_pretrained_arch(arch: Architecture, state: dict, source: str = "the pretrained checkpoint") -> None:
-    """A one-line ``ValueError`` unless checkpoint ``state`` holds a network of architecture ``arch`` (the run's):
-    ``--init zoo:hacnn is a hacnn (block=inception, ...), this run trains robustreid_1x (block=shuffle, ...)``."""
+    """A one-line ``ValueError`` unless checkpoint ``state`` holds a network of architecture ``arch`` (the run's)
+    with finite weights: ``--init zoo:hacnn is a hacnn (block=inception, ...), this run trains robustreid_1x
+    (block=shuffle, ...)``; ``--init x.pt holds non-finite weights: stem.0.weight has ...``."""
     if "arch" not in state or "model" not in state:
         raise ValueError(f"{source} holds no network (no arch / model entry)")
     saved = Architecture.from_dict(dict(state["arch"]))
@@ -126,6 +127,7 @@ def check_pretrained_arch(arch: Architecture, state: dict, source: str = "the pr
 
         raise ValueError(f"{source} is a {arch_name(saved)} ({listed(saved)}), this run trains {arch_name(arch)} "
                          f"({listed(arch)}): pick the matching --preset or --set model=...")
+    check_finite_weights(state, source)
 
 
 def load_pretrained_weights(model: ReIDNet, state: dict, source: str = "the pretrained checkpoint") -> list[str]:
@@ -466,18 +468,25 @@ def time_left(elapsed: float, epochs_done: int, epochs_left: int) -> str:
             f"{elapsed / epochs_done / 60:.1f} min / epoch")
 
 
-def _preflight(cfg: TrainConfig, dataset: ReidDataset, out_dir: Path, main_process: bool, check_images: bool,
-               final_eval: bool, log: Callable[[str], None] | None) -> None:
-    """Everything that can fail before the first step: the run folder, unreadable images, a query set that no
-    evaluation could score."""
-    if main_process:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
+def check_inputs(cfg: TrainConfig, dataset: ReidDataset, check_images: bool = True, final_eval: bool = True,
+                 log: Callable[[str], None] | None = None) -> None:
+    """The dataset checks of a run, writing nothing (a caller that prepares a run folder makes them first):
+    unreadable images (with ``check_images``), a query set that no evaluation of the run could score."""
     if check_images:
         _check_dataset_images(dataset, log)
     if cfg.eval_every_epochs or final_eval or cfg.schedule.swag_cycles:
         _check_evaluable(dataset)
+
+
+def _preflight(cfg: TrainConfig, dataset: ReidDataset, out_dir: Path, main_process: bool, check_images: bool,
+               final_eval: bool, log: Callable[[str], None] | None) -> None:
+    """Everything that can fail before the first step: unreadable images, a query set that no evaluation could
+    score (``check_inputs``); then the run folder."""
+    check_inputs(cfg, dataset, check_images, final_eval, log)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    if main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
 
 
 def _pretrained(cfg: TrainConfig, pretrained: dict | None) -> dict | None:
@@ -564,7 +573,8 @@ def _restore(last_path: Path, cfg: TrainConfig, model: nn.Module, optimizer, sca
     state = load_checkpoint(last_path, map_location="cpu")
     if config_from_checkpoint(state) != cfg:
         raise ValueError(f"{last_path} was trained with another config; resume with the config stored in it")
-    model.load_state_dict(model_from_checkpoint(state, num_classes=model.num_classes, arch=model.arch).state_dict())
+    model.load_state_dict(model_from_checkpoint(state, num_classes=model.num_classes, arch=model.arch,
+                                                source=str(last_path)).state_dict())
     optimizer.load_state_dict(state["optimizer"])
     if scaler is not None and state.get("grad_scaler"):
         scaler.load_state_dict(state["grad_scaler"])

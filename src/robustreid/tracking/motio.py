@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import configparser
 import math
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -170,11 +171,18 @@ def write_results(path, rows) -> None:
 
 
 def load_sequence(root) -> MOTSequence:
-    """A MOTChallenge sequence folder: ``seqinfo.ini`` plus ``det/det.txt`` and ``gt/gt.txt`` if present."""
+    """A MOTChallenge sequence folder: ``seqinfo.ini`` plus ``det/det.txt`` and ``gt/gt.txt`` if present.
+
+    When the image folder (``imDir``, ``img1/``) is there, ``seqLength`` may not exceed the frames it holds
+    (files ending in ``imExt``): a declared length the folder cannot have is a ``ValueError`` naming
+    ``seqinfo.ini``, the declared and the present count, instead of a tracker walking frames that do not exist.
+    Without the folder (detections only, the motion-only tracker reads no image) ``seqLength`` is trusted, as are
+    gaps inside it (a missing frame is named when it is read)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such sequence folder")
     info = read_seqinfo(root / "seqinfo.ini")
+    _check_frame_count(root, info)
     det_path, gt_path = root / "det" / "det.txt", root / "gt" / "gt.txt"
     det = read_det(det_path) if det_path.is_file() else None
     gt = read_gt(gt_path) if gt_path.is_file() else None
@@ -183,6 +191,19 @@ def load_sequence(root) -> MOTSequence:
             raise ValueError(f"{path}: frame {int(rows[:, 0].max())} is past seqLength={info.seq_length} "
                              f"of {root / 'seqinfo.ini'}")
     return MOTSequence(root=root, info=info, det=det, gt=gt)
+
+
+def _check_frame_count(root: Path, info: SeqInfo) -> None:
+    """``seqLength`` against the frames in the image folder, when there is one (one directory listing)."""
+    folder = root / info.im_dir
+    if not folder.is_dir():
+        return
+    ext = info.im_ext.lower()
+    with os.scandir(folder) as entries:
+        present = sum(1 for e in entries if e.name.lower().endswith(ext) and e.is_file())
+    if info.seq_length > present:
+        raise ValueError(f"{root / 'seqinfo.ini'}: seqLength={info.seq_length}, but {folder} holds {present} "
+                         f"{info.im_ext} frame(s); expected seqLength <= {present} (the number of frames)")
 
 
 def frame_rows(rows: np.ndarray, num_frames: int) -> list[np.ndarray]:

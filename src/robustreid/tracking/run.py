@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..atomicfile import write_text
+from ..atomicfile import remove_stale_temp_files, write_text
 from .metrics import concat_cameras, evaluate_mot, match_tracks_to_gt, reentry_outcomes
 from .motio import MOTSequence, frame_rows, load_sequence, read_gt, read_results, write_results, xywh_to_xyxy
 from .reentry import ReentryConfig, RoomTracker, calibrate_threshold
@@ -181,6 +181,7 @@ def track_sequence(seq_dir, out, extractor=None, *, config: TrackerConfig | None
             progress(f, n)
     seconds = time.perf_counter() - start
     results = _stack(rows)
+    remove_stale_temp_files(Path(out).parent, name=Path(out).name)  # what a killed run left beside the file
     write_results(out, results)
     return {"sequence": seq.info.name, "frames": n, "seconds": round(seconds, 3),
             "fps": round(n / max(seconds, 1e-9), 2), "tracks": int(len(np.unique(results[:, 1]))),
@@ -378,6 +379,7 @@ def track_room(room_dir, out_dir, extractor=None, *, config: TrackerConfig | Non
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(out_dir)  # the room's own folder: killed writers' leftovers go
     results = {}
     for camid, _ in cams:
         results[camid] = str(out_dir / f"cam{camid}.txt")
