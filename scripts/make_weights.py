@@ -197,7 +197,7 @@ def train(name: str, work: Path, amp: bool) -> dict:
 
 def evaluate(checkpoint: Path, sets: dict) -> dict:
     """rank-1 / rank-5 / mAP / mINP on the union's held-out split, the validation set and the demo sets."""
-    union = ",".join(str(sets[f"train_s{seed}"][0]) for seed in TRAIN_SEEDS)
+    union = ",".join(rel(sets[f"train_s{seed}"][0]) for seed in TRAIN_SEEDS)
     targets = {"train_union_test": (",".join(["market1501"] * len(TRAIN_SEEDS)), union)}
     targets.update(
         {key: ("market1501", str(root)) for key, (root, _) in sets.items() if not key.startswith("train_")}

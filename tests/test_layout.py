@@ -49,10 +49,10 @@ def imported_units(path: Path) -> set[str]:
         elif isinstance(node, ast.Import):
             names = [a.name.split(".")[1] for a in node.names if a.name.startswith("robustreid.")]
         for name in names:
-            if (PACKAGE / name).is_dir():
-                units.add(f"{name}/")
-            elif (PACKAGE / f"{name}.py").is_file():
+            if (PACKAGE / f"{name}.py").is_file():  # a module (zoo.py beside the zoo/ data folder)
                 units.add(name)
+            elif (PACKAGE / name / "__init__.py").is_file():
+                units.add(f"{name}/")
     return units
 
 
