@@ -124,7 +124,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .atomicfile import write_text
     from .checkpoint import load_checkpoint
     from .device import resolve_device
-    from .train import TrainingDiverged, check_inputs, config_from_checkpoint, fit
+    from .train import TrainingDiverged, check_inputs, config_from_checkpoint, fit, pretrained_state
 
     # Every check comes before the first byte is written (or an old run removed by --overwrite). Under torchrun
     # only rank 0 checks and prepares the folder (the other ranks would see its dataset.json).
@@ -156,7 +156,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if args.init:
             cfg = dataclasses.replace(cfg, init=_init_source(args.init))
         state = None
-    pretrained = _pretrained(cfg) if not args.resume else None  # a wrong --init stops here, nothing written
+    # a wrong --init stops here, nothing written
+    label = f"--init {cfg.init}" if cfg.init else None
+    pretrained = None if args.resume else pretrained_state(cfg, label=label)
     if first_rank:
         _warn_emulated_amp(cfg, args.device)
     dataset_spec = _dataset_spec(args, out)
@@ -189,19 +191,6 @@ def _init_source(init: str) -> str:
     from .zoo import is_zoo_name
 
     return init if is_zoo_name(init) else str(Path(init).resolve())
-
-
-def _pretrained(cfg) -> dict | None:
-    """The weights of ``cfg.init`` (``--init``), checked against the run's architecture; None without one."""
-    from .checkpoint import load_checkpoint
-    from .model import resolve_architecture
-    from .train import check_pretrained_arch
-
-    if not cfg.init:
-        return None
-    state = load_checkpoint(cfg.init)
-    check_pretrained_arch(resolve_architecture(cfg.model, **cfg.model_options()), state, f"--init {cfg.init}")
-    return state
 
 
 AMP_EMULATED = ("--amp: this CPU has no native bfloat16 (no AVX-512 BF16 / AMX): autocast emulates it, ~10x slower "

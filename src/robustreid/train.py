@@ -48,7 +48,8 @@ from .model import Architecture, ReIDNet, arch_name, build_model, resolve_archit
 from .schedule import lr_at, swag_cycle_end
 
 __all__ = ["TrainingDiverged", "scale_invariant_layers", "balance_init", "check_pretrained_arch",
-           "load_pretrained_weights", "train_one_epoch", "fit", "config_from_checkpoint", "check_inputs"]
+           "load_pretrained_weights", "pretrained_state", "train_one_epoch", "fit", "config_from_checkpoint",
+           "check_inputs"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -393,7 +394,7 @@ def fit(
         raise ValueError("pass init_checkpoint (the SWAG stage of a finished run) or pretrained (fine-tuning), "
                          "not both")
     if not resume and init_checkpoint is None:  # before anything is written: a wrong architecture stops here
-        pretrained = _pretrained(cfg, pretrained)
+        pretrained = pretrained_state(cfg, pretrained)
     rank, world, dev = _setup_distributed(device)
     main_process = rank == 0
     show_progress = show_progress and main_process
@@ -489,14 +490,16 @@ def _preflight(cfg: TrainConfig, dataset: ReidDataset, out_dir: Path, main_proce
         out_dir.mkdir(parents=True, exist_ok=True)
 
 
-def _pretrained(cfg: TrainConfig, pretrained: dict | None) -> dict | None:
+def pretrained_state(cfg: TrainConfig, pretrained: dict | None = None,
+                     label: str | None = None) -> dict | None:
     """The weights a fresh run fine-tunes: ``pretrained``, else ``cfg.init``'s checkpoint, else None; checked
-    against the run's architecture."""
+    against the run's architecture (``check_pretrained_arch``; ``label`` names them in its error, default
+    ``init <cfg.init>``)."""
     if pretrained is None and cfg.init:
         pretrained = load_checkpoint(cfg.init, map_location="cpu")
     if pretrained is not None:
-        check_pretrained_arch(resolve_architecture(cfg.model, **cfg.model_options()), pretrained,
-                              f"init {cfg.init}" if cfg.init else "the pretrained checkpoint")
+        label = label or (f"init {cfg.init}" if cfg.init else "the pretrained checkpoint")
+        check_pretrained_arch(resolve_architecture(cfg.model, **cfg.model_options()), pretrained, label)
     return pretrained
 
 
