@@ -22,7 +22,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/run_all.py --out runs/bench
 
 # Retrain the shipped weights (src/robustreid/zoo/) and their cards with this repository's own commands: synthetic
-# data of seeds 10-12, robustreid_1x and hacnn, evaluation; resumable (docs/MODEL_ZOO.md gives its time).
+# data of seeds 10-15, robustreid_1x and hacnn, evaluation; resumable (docs/MODEL_ZOO.md gives its time).
 weights: $(STAMP)
 	$(PY) scripts/make_weights.py --work runs/zoo
 

@@ -97,6 +97,10 @@ def test_unknown_and_bad_values_are_errors():
     with pytest.raises(ValueError, match="data.pad must be >= 0 pixels, got -1"):
         apply_overrides(preset("i"), {"data.pad": "-1"})
     assert apply_overrides(preset("i"), {"data.pad": "0"}).data.pad == 0
+    with pytest.raises(ValueError, match=r"data.color_jitter must be a probability in \[0, 1\], got 2"):
+        apply_overrides(preset("i"), {"data.color_jitter": "2"})
+    assert preset("i").data.color_jitter == 0.0  # the paper's recipe has none
+    assert apply_overrides(preset("i"), {"data.color_jitter": "0.8"}).data.color_jitter == 0.8
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_set(["epochs"])
     with pytest.raises(ValueError, match="unknown preset 'z'"):

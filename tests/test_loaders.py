@@ -21,6 +21,7 @@ from robustreid.loaders import (
     _pad_crop,
     build_test_loader,
     build_train_loader,
+    camera_color_jitter,
     sample_erase_box,
 )
 
@@ -201,6 +202,58 @@ def test_train_transform_without_randomness_equals_test_transform_and_flips():
     reference = TestTransform(DATA_CONFIG)(image)
     assert torch.equal(plain(image), reference)
     assert torch.equal(flipped(image), reference.flip(-1))
+
+
+def _jitter_reference(image: np.ndarray, u: list[float]) -> np.ndarray:
+    """camera_color_jitter written out per pixel in NumPy from its five uniform draws (HWC, float64)."""
+    gain, temperature, tint = 0.7 + 0.6 * u[0], 2 * u[1] - 1, 0.14 * u[2] - 0.07
+    cast = np.array([1 + 0.16 * temperature, 1 + tint, 1 - 0.16 * temperature])
+    cast = cast / cast.mean()
+    saturation, gamma = 0.6 + 0.6 * u[3], 0.8 + 0.45 * u[4]
+    out = np.empty_like(image)
+    for y in range(image.shape[0]):
+        for x in range(image.shape[1]):
+            rgb = image[y, x] * gain * cast
+            grey = rgb.mean()
+            out[y, x] = np.clip(grey + saturation * (rgb - grey), 0, 1) ** gamma
+    return out
+
+
+def test_camera_color_jitter_matches_a_per_pixel_reference():
+    image = torch.rand(3, 6, 5, generator=torch.Generator().manual_seed(1))
+    for seed in range(4):
+        u = torch.rand(5, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).tolist()
+        got = camera_color_jitter(image, torch.Generator().manual_seed(seed))
+        expected = _jitter_reference(image.permute(1, 2, 0).double().numpy(), u)
+        assert got.shape == image.shape and got.dtype == image.dtype
+        np.testing.assert_allclose(got.permute(1, 2, 0).numpy(), expected, atol=1e-5)
+        assert float(got.min()) >= 0.0 and float(got.max()) <= 1.0
+
+
+def test_camera_color_jitter_changes_the_colour_cast_from_draw_to_draw():
+    grey = torch.full((3, 8, 4), 0.5)
+    g = torch.Generator().manual_seed(0)
+    ratios = [float(t[0].mean() / t[2].mean()) for t in (camera_color_jitter(grey, g) for _ in range(50))]
+    assert min(ratios) < 0.85 and max(ratios) > 1.15  # warm and cool casts of a grey card: +-16 % each way
+
+
+def test_train_transform_colour_jitter_probability():
+    image = _random_image(seed=6)
+    no_erasing = RandomErasing(probability=0.0)
+    plain = TrainTransform(DATA_CONFIG, flip_probability=0.0, pad=0, erasing=no_erasing)
+    always = TrainTransform(DATA_CONFIG, flip_probability=0.0, pad=0, erasing=no_erasing, color_jitter=1.0)
+    reference = TestTransform(DATA_CONFIG)(image)
+    assert torch.equal(plain(image, torch.Generator().manual_seed(3)), reference)  # 0 = off, draws nothing
+    g = torch.Generator().manual_seed(3)
+    float(torch.rand((), generator=g))  # the transform's coin
+    expected = camera_color_jitter(_resized_tensor(image), g)
+    assert torch.allclose(always(image, torch.Generator().manual_seed(3)), (expected - MEAN) / STD, atol=1e-6)
+    with pytest.raises(ValueError, match="color_jitter=1.5: expected a probability"):
+        TrainTransform(DATA_CONFIG, color_jitter=1.5)
+
+
+def _resized_tensor(image: Image.Image) -> torch.Tensor:
+    return TestTransform(DATA_CONFIG)(image) * STD + MEAN
 
 
 @pytest.mark.parametrize("pad, height, width", [(10, 16, 8), (3, 4, 5), (0, 6, 3)])

@@ -100,6 +100,7 @@ class LoaderConfig:
     batch_k: int = 4
     random_erasing: float = 0.5  # probability; 0 = off
     pad: int = 10  # Bag of Tricks' 10 px (at 256x128); 0 = off
+    color_jitter: float = 0.0  # probability of a random camera photometry (loaders.camera_color_jitter); 0 = off
     num_workers: int = 2
     test_batch_size: int = 128
 
@@ -111,6 +112,8 @@ class LoaderConfig:
             raise ValueError(f"data.random_erasing must be a probability in [0, 1], got {self.random_erasing}")
         if self.pad < 0:
             raise ValueError(f"data.pad must be >= 0 pixels, got {self.pad}")
+        if not 0.0 <= self.color_jitter <= 1.0:
+            raise ValueError(f"data.color_jitter must be a probability in [0, 1], got {self.color_jitter}")
         if self.num_workers < 0 or self.test_batch_size < 1:
             raise ValueError("data.num_workers must be >= 0 and data.test_batch_size >= 1")
 

@@ -4,6 +4,9 @@
   (``{"input_size": (H, W), "mean": (r, g, b), "std": (r, g, b)}``; Section 4: "All person images are resized
   to 160x64"). Train: resize, horizontal flip (0.5), zero-pad 10 + random crop back, to tensor, normalise,
   random erasing. Test: resize, to tensor, normalise.
+* Colour jitter (not in the paper; off in its presets): with probability ``color_jitter``, a random white
+  balance, exposure, saturation and gamma (:func:`camera_color_jitter`), so a descriptor cannot tell the
+  cameras apart by their colour cast (fast-reid offers the same idea as its ColorJitter augmentation).
 * Random erasing (Section 3.1, Zhong et al. [40]): probability 0.5, erased area ``0.02 <= S_e <= 0.4`` of the
   image, aspect ratio ``0.3 <= r <= 3.3`` (``r`` = height / width). The rectangle is filled with the
   normalisation mean (0 after normalising: Zhong et al.'s ImageNet-mean fill when ``mean`` is ImageNet's) or,
@@ -36,6 +39,7 @@ __all__ = [
     "TrainTransform",
     "build_test_loader",
     "build_train_loader",
+    "camera_color_jitter",
     "sample_erase_box",
 ]
 
@@ -181,10 +185,30 @@ def _pad_crop(tensor: torch.Tensor, pad: int, top: int, left: int) -> torch.Tens
     return out
 
 
+def camera_color_jitter(tensor: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One random camera's photometry on an RGB tensor in [0, 1] ``(3, H, W)``: returns a new tensor.
+
+    Exposure gain in [0.7, 1.3]; white balance: a colour temperature moving red and blue by up to +-16 % in
+    opposite directions and a green tint of up to +-7 %, normalised to keep the mean gain; saturation in
+    [0.6, 1.2] about the grey of each pixel; gamma in [0.8, 1.25]. The ranges cover the synthetic cameras'
+    (``robustreid.synthetic.camera.sample_camera``) so the augmented crops look like other cameras' crops.
+    """
+    u = torch.rand(5, generator=generator, dtype=torch.float64).tolist()
+    gain = 0.7 + 0.6 * u[0]
+    temperature, tint = 2.0 * u[1] - 1.0, 0.14 * u[2] - 0.07
+    cast = torch.tensor([1.0 + 0.16 * temperature, 1.0 + tint, 1.0 - 0.16 * temperature], dtype=tensor.dtype)
+    cast = cast / cast.mean()
+    out = tensor * (gain * cast)[:, None, None]
+    grey = out.mean(dim=0, keepdim=True)
+    out = (grey + (0.6 + 0.6 * u[3]) * (out - grey)).clamp_(0.0, 1.0)
+    return out.pow_(0.8 + 0.45 * u[4])
+
+
 class TrainTransform:
     """Training augmentation (Section 3.1 / 4): PIL image -> normalised (3, H, W) float tensor.
 
-    Resize to ``input_size``, horizontal flip with ``flip_probability``, zero-pad ``pad`` pixels (black,
+    Resize to ``input_size``, colour jitter with probability ``color_jitter`` (:func:`camera_color_jitter`;
+    0 = off, the paper's recipe), horizontal flip with ``flip_probability``, zero-pad ``pad`` pixels (black,
     before normalising) and randomly crop back to ``input_size``, normalise, random erasing.
     """
 
@@ -194,8 +218,12 @@ class TrainTransform:
         flip_probability: float = 0.5,
         pad: int = 10,
         erasing: RandomErasing | None = None,
+        color_jitter: float = 0.0,
     ):
         self.input_size, self.mean, self.std = _check_data_config(data_config)
+        if not 0.0 <= color_jitter <= 1.0:
+            raise ValueError(f"color_jitter={color_jitter}: expected a probability in [0, 1]")
+        self.color_jitter = float(color_jitter)
         if not 0.0 <= flip_probability <= 1.0:
             raise ValueError(f"flip_probability={flip_probability}: expected a value in [0, 1]")
         if pad < 0:
@@ -207,6 +235,8 @@ class TrainTransform:
     def __call__(self, image: Image.Image, generator: torch.Generator | None = None) -> torch.Tensor:
         # Pillow for the resize only; flip and pad + crop commute with to-tensor, so they run on the tensor.
         tensor = _to_tensor(_resize(image, self.input_size))
+        if self.color_jitter and float(torch.rand((), generator=generator)) < self.color_jitter:
+            tensor = camera_color_jitter(tensor, generator)
         if float(torch.rand((), generator=generator)) < self.flip_probability:
             tensor = tensor.flip(-1)
         if self.pad:
@@ -216,7 +246,8 @@ class TrainTransform:
 
     def __repr__(self) -> str:
         return (f"TrainTransform(input_size={self.input_size}, flip_probability={self.flip_probability}, "
-                f"pad={self.pad}, erasing={self.erasing!r}, mean={self.mean}, std={self.std})")
+                f"pad={self.pad}, erasing={self.erasing!r}, color_jitter={self.color_jitter}, mean={self.mean}, "
+                f"std={self.std})")
 
 
 class TestTransform:
@@ -386,15 +417,17 @@ def build_train_loader(
     rank: int = 0,
     erasing: RandomErasing | None = None,
     pad: int = 10,
+    color_jitter: float = 0.0,
 ) -> DataLoader:
     """PK-sampled, augmented training batches of ``batch_p * batch_k`` images (Section 4).
 
     Yields ``(imgs, pids, camids, img_paths)``. Call ``loader.sampler.set_epoch(epoch)`` before each epoch.
     ``records`` should carry training pids (``dataset.train``); ``erasing`` defaults to the paper's setting;
-    ``pad``: zero-padding before the random crop (``TrainTransform``).
+    ``pad``: zero-padding before the random crop; ``color_jitter``: its probability (``TrainTransform``).
     """
     sampler = PKSampler([r.pid for r in records], batch_p, batch_k, seed, num_replicas, rank, yield_seeds=True)
-    dataset = ReidImageDataset(records, TrainTransform(data_config, erasing=erasing, pad=pad))
+    dataset = ReidImageDataset(records, TrainTransform(data_config, erasing=erasing, pad=pad,
+                                                     color_jitter=color_jitter))
     return DataLoader(
         dataset,
         batch_size=batch_p * batch_k,

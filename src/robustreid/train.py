@@ -562,6 +562,7 @@ def _setup(cfg: TrainConfig, dataset: ReidDataset, dev: torch.device, rank: int,
         dataset.train, model.data_config, batch_p=cfg.data.batch_p, batch_k=cfg.data.batch_k,
         num_workers=cfg.data.num_workers, seed=cfg.seed, num_replicas=world, rank=rank,
         erasing=RandomErasing(probability=cfg.data.random_erasing), pad=cfg.data.pad,
+        color_jitter=cfg.data.color_jitter,
     )
     optimizer = torch.optim.SGD(model.parameters(), lr=lr_at(0, cfg.schedule), momentum=cfg.optim.momentum,
                                 weight_decay=cfg.optim.weight_decay, nesterov=cfg.optim.nesterov)
