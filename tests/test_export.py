@@ -3,6 +3,7 @@
 import copy
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -361,6 +362,10 @@ def test_export_command_writes_checked_fp32_and_int8_models(market, tmp_path, ca
 
 
 # --------------------------------------------------------------------------------------------- OpenVINO
+# What openvino_cases.py's bf16 case says when it skips its numeric part: the only skip accepted from the child
+BF16_ABSENT = "no native bfloat16 on this CPU"
+
+
 def test_openvino_cases_in_a_child_process():
     """The OpenVINO cases (``openvino_cases.py``) in a pytest process of their own: see that file's docstring."""
     pytest.importorskip("openvino", reason="the openvino extra is not installed: pip install 'robustreid[openvino]'")
@@ -368,4 +373,10 @@ def test_openvino_cases_in_a_child_process():
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(cases)],
                           capture_output=True, text=True, timeout=900, cwd=Path(__file__).parents[1])
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert " passed" in proc.stdout.splitlines()[-1] and "skipped" not in proc.stdout.splitlines()[-1]
+    assert " passed" in proc.stdout.splitlines()[-1]
+    # the one skip allowed: the bf16 numerics on a CPU without native bfloat16, shown here as a warning
+    skips = [line for line in proc.stdout.splitlines() if line.startswith("SKIPPED")]
+    assert all(BF16_ABSENT in line for line in skips) and len(skips) <= 1, proc.stdout[-4000:]
+    assert ("skipped" in proc.stdout.splitlines()[-1]) is bool(skips), proc.stdout[-4000:]
+    for line in skips:
+        warnings.warn(f"openvino_cases.py: {line}", stacklevel=1)

@@ -67,6 +67,39 @@ def test_optimize_for_inference_channels_last(name):
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["robustreid_1x", "hacnn"])
+def test_every_batchnorm_is_folded_into_the_layer_before_it(name):
+    # the heads' Linear -> BatchNorm1d as well as the Conv2d -> BatchNorm2d units; BatchNorm1d with non-trivial
+    # statistics and affine maps (hacnn: a ReLU after it), so a head left unfolded or folded wrongly shows
+    model = calibrated(name, seed=6)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm1d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    folded = {nn.BatchNorm2d: nn.Conv2d, nn.BatchNorm1d: nn.Linear}
+    before = [(type(seq[i]), type(seq[i + 1])) for seq in model.modules() if isinstance(seq, nn.Sequential)
+              for i in range(len(seq) - 1) if folded.get(type(seq[i + 1])) is type(seq[i])]
+    assert {pair[1] for pair in before} == {nn.BatchNorm2d, nn.BatchNorm1d}  # both kinds are there to fold
+    fast = optimize_for_inference(model)
+    assert not [m for m in fast.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    heads = [h for h in ("global_head", "local_head") if hasattr(model, h)]
+    assert len(heads) == 2
+    with torch.no_grad():
+        for h in heads:
+            head, fast_head = getattr(model, h), getattr(fast, h)
+            assert isinstance(fast_head[1], nn.Identity)
+            v = torch.randn(6, head[0].in_features)
+            expected = head(v)
+            assert not torch.allclose(expected, head[0](v), atol=0.1)  # the BatchNorm is not close to the identity
+            torch.testing.assert_close(fast_head(v), expected, rtol=1e-5, atol=1e-5)
+        x = torch.randn(4, 3, 160, 64)
+        torch.testing.assert_close(fast.embed(x.contiguous(memory_format=torch.channels_last)), model.embed(x),
+                                   rtol=1e-4, atol=1e-4)
+
+
 def test_embed_micro_batched_matches_one_call_slice_by_slice():
     model = calibrated("robustreid_1x", seed=2)
     x = torch.randn(7, 3, 160, 64)

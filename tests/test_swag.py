@@ -360,3 +360,132 @@ def test_bma_embed_errors():
     with pytest.raises(ValueError, match=r"must return an \(N, D\) tensor"):
         bma_embed(model, swag, lambda m: torch.zeros(2), num_samples=1, bn_batches=None)
     assert torch.equal(_flat(model), before)
+
+
+# -- the SWAG stage of a finished run (robustreid swag): every check before the first byte is written ---------
+
+
+def _market(root):
+    """A Market1501 tree of 16x8 JPEGs: two training identities on two cameras, query 3 with a true match."""
+    import numpy as np
+    from PIL import Image
+
+    names = {"bounding_box_train": ("0001_c1s1_000001_00.jpg", "0001_c2s1_000002_00.jpg", "0002_c1s1_000003_00.jpg",
+                                    "0002_c2s1_000004_00.jpg"),
+             "query": ("0003_c1s1_000001_00.jpg",),
+             "bounding_box_test": ("0003_c2s1_000002_01.jpg", "0004_c1s1_000003_01.jpg")}
+    for i, (folder, files) in enumerate(names.items()):
+        (root / folder).mkdir(parents=True)
+        for j, name in enumerate(files):
+            pixels = np.random.default_rng(10 * i + j).integers(0, 255, (16, 8, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / folder / name)
+    return root
+
+
+@pytest.fixture
+def finished_run(tmp_path):
+    """``(run folder, its last.pt dict, the dataset)``: a "finished" hacnn run on ``_market`` (weights untrained:
+    only the checks are tested)."""
+    import json
+
+    from robustreid.checkpoint import model_state, save_checkpoint
+    from robustreid.config import config_to_dict, preset
+    from robustreid.datasets import load_dataset
+
+    root = _market(tmp_path / "market")
+    cfg = preset("hacnn")
+    torch.manual_seed(0)
+    state = {**model_state(build_model(cfg.model, 2, **cfg.model_options())), "config": config_to_dict(cfg),
+             "epoch": cfg.schedule.epochs}
+    run = tmp_path / "run"
+    run.mkdir()
+    save_checkpoint(state, run / "last.pt")
+    (run / "dataset.json").write_text(json.dumps({"name": "market1501", "root": str(root)}))
+    return run, state, load_dataset("market1501", root)
+
+
+def _stage_cfg(state, cycles=2):
+    from robustreid.config import swag_stage_config
+    from robustreid.train import config_from_checkpoint
+
+    return swag_stage_config(config_from_checkpoint(state), cycles, 2)
+
+
+def _tree(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_check_swag_stage_refuses_before_anything_is_written(finished_run, tmp_path):
+    import dataclasses
+    import re
+
+    from robustreid.checkpoint import save_checkpoint
+    from robustreid.config import config_to_dict
+    from robustreid.datasets import load_dataset
+    from robustreid.swag import check_swag_stage
+
+    run, state, dataset = finished_run
+    cfg, out = _stage_cfg(state), tmp_path / "stage"
+    before = _tree(tmp_path)
+    assert check_swag_stage(cfg, state, dataset, run, out) is False  # a fresh stage
+    same = tmp_path / "market" / ".." / "run"  # the run folder, spelled otherwise
+    with pytest.raises(ValueError, match=f"^{re.escape(str(same))} is the finished run's own folder: the SWAG "
+                                         "stage writes a run folder of its own$"):
+        check_swag_stage(cfg, state, dataset, run, same)
+    with pytest.raises(ValueError, match="^device 'bogus': expected 'cpu', 'cuda', 'cuda:N'"):
+        check_swag_stage(cfg, state, dataset, run, out, device="bogus")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(run / 'last.pt'))} was trained on 3 identities, the dataset market1501 "
+                                         r"has 2: the SWAG stage continues its identity classifiers$"):
+        check_swag_stage(cfg, {**state, "num_classes": 3}, dataset, run, out)
+    bad = tmp_path / "market" / "query" / "0003_c1s1_000001_00.jpg"
+    good = bad.read_bytes()
+    bad.write_bytes(good[:50])  # truncated
+    with pytest.raises(ValueError, match=r"^1 unreadable image\(s\) in market1501: .*0003_c1s1_000001_00\.jpg"):
+        check_swag_stage(cfg, state, load_dataset("market1501", tmp_path / "market"), run, out)
+    bad.write_bytes(good)
+    assert _tree(tmp_path) == before and not out.exists()  # nothing written by any of them
+
+    # an --out that holds a run: this stage's own last.pt is resumed, another run's is refused
+    out.mkdir()
+    save_checkpoint({**state, "config": config_to_dict(cfg)}, out / "last.pt")
+    assert check_swag_stage(cfg, state, dataset, run, out) is True
+    other = dataclasses.replace(cfg, seed=cfg.seed + 1)
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(out / 'last.pt'))} holds another run \(its config is not this SWAG "
+                                         r"stage's\)"):
+        check_swag_stage(other, state, dataset, run, out)
+
+
+def _one_error_line(capsys, command="swag"):
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert lines and lines[-1].startswith(f"robustreid {command}: error: ") and "Traceback" not in err, err
+    assert sum(line.startswith("robustreid ") for line in lines) == 1, err
+    return lines[-1]
+
+
+def test_swag_command_checks_everything_before_writing(finished_run, tmp_path, capsys):
+    from robustreid.cli import main
+
+    run, _, _ = finished_run
+    out = tmp_path / "stage"
+    before = _tree(run)
+    assert main(["swag", "--from", str(run), "--out", str(out), "--device", "bogus"]) == 2
+    assert "device 'bogus'" in _one_error_line(capsys) and not out.exists()
+    assert main(["swag", "--from", str(run), "--out", str(run)]) == 2
+    assert "is the finished run's own folder" in _one_error_line(capsys)
+    assert _tree(run) == before
+
+
+def test_a_diverged_swag_stage_ends_in_one_line(finished_run, tmp_path, capsys, monkeypatch):
+    from robustreid import train
+    from robustreid.cli import main
+
+    def diverging_fit(cfg, dataset, out, **kwargs):
+        raise train.TrainingDiverged("loss became nan at epoch 41 iteration 0 (lr 0.003); training stopped, the "
+                                     "last checkpoint is unchanged")
+
+    monkeypatch.setattr(train, "fit", diverging_fit)
+    run, _, _ = finished_run
+    assert main(["swag", "--from", str(run), "--out", str(tmp_path / "stage"), "--cycles", "2"]) == 1  # as train
+    assert _one_error_line(capsys) == ("robustreid swag: error: loss became nan at epoch 41 iteration 0 (lr 0.003); "
+                                       "training stopped, the last checkpoint is unchanged")

@@ -434,17 +434,96 @@ def test_torchrun_two_cpu_processes(tiny_root, tiny_dataset, tmp_path):
     assert len(set(seen0 + seen1)) == len(seen0 + seen1) == 16 * num_steps  # and no image twice
 
 
+class SpyScaler(torch.amp.GradScaler):
+    """A real grad scaler that records which of its methods ran, in order (and the optimizer it stepped)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls, self.stepped = [], []
+
+    def scale(self, outputs):
+        self.calls.append("scale")
+        return super().scale(outputs)
+
+    def step(self, optimizer, *args, **kwargs):
+        self.calls.append("step")
+        self.stepped.append(optimizer)
+        return super().step(optimizer, *args, **kwargs)
+
+    def update(self, new_scale=None):
+        self.calls.append("update")
+        return super().update(new_scale)
+
+
+def test_setup_builds_a_grad_scaler_for_float16_amp_only(tiny_dataset, monkeypatch):
+    from robustreid import train
+
+    cpu = torch.device("cpu")
+    assert train._setup(tiny_cfg(amp=True), tiny_dataset, cpu, 0, 1)[-1] is None  # bfloat16 on a CPU: none
+    # float16 autocast (CUDA without bfloat16), simulated: a scaler with --amp, none without
+    for amp, fp16, built in ((True, True, True), (False, True, False), (True, False, False)):
+        monkeypatch.setattr(train, "needs_grad_scaler", lambda dev, fp16=fp16: fp16)
+        scaler = train._setup(tiny_cfg(amp=amp), tiny_dataset, cpu, 0, 1)[-1]
+        assert isinstance(scaler, torch.amp.GradScaler) is built, (amp, fp16)
+
+
+def test_fit_trains_with_the_grad_scaler_it_built(tiny_dataset, tmp_path, monkeypatch):
+    from robustreid import train
+
+    class Stop(Exception):
+        pass
+
+    received = []
+
+    def first_epoch(*args, **kwargs):  # train_one_epoch's last positional argument is the scaler
+        received.append(args[-1])
+        raise Stop
+
+    monkeypatch.setattr(train, "train_one_epoch", first_epoch)
+    for fp16 in (True, False):
+        monkeypatch.setattr(train, "needs_grad_scaler", lambda dev, fp16=fp16: fp16)
+        with pytest.raises(Stop):
+            fit(tiny_cfg(amp=True, init_relative_update=0.0), tiny_dataset, tmp_path / str(fp16), device="cpu",
+                show_progress=False, log=lambda s: None, check_images=False, final_eval=False)
+    assert isinstance(received[0], torch.amp.GradScaler) and received[1] is None
+
+
+def test_train_step_runs_backward_and_step_through_the_scaler():
+    # float16's path (scale, step, update), run in float32 on the CPU: a power-of-two scale that the step
+    # divides out again is exact, so the weights equal those of the plain step
+    from robustreid.config import LossConfig
+    from robustreid.model import build_model
+    from robustreid.train import train_step
+
+    torch.manual_seed(0)
+    imgs, pids = torch.randn(8, 3, 64, 32), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    weights, scalers = [], [None, SpyScaler("cpu", init_scale=2.0**12)]
+    for scaler in scalers:
+        torch.manual_seed(1)
+        model = build_model("hacnn", 4, stem_channels=8, stage_channels=(16, 16, 16), stage_repeats=(1, 1, 1),
+                            feat_dim=16, input_size=(64, 32)).train()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        start = [p.detach().clone() for p in model.parameters()]
+        train_step(model, imgs, pids, optimizer, ReIDCriterion(LossConfig(), 4), 0.1, None, scaler)
+        assert any(not torch.equal(a, p) for a, p in zip(start, model.parameters()))  # a step was taken
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert scalers[1].calls == ["scale", "step", "update"] and scalers[1].stepped == [optimizer]
+    assert torch.equal(weights[0], weights[1])
+
+
 @pytest.mark.slow
 def test_a_grad_scaler_step_equals_the_plain_step(tiny_dataset):
     # The float16 path (CUDA without bfloat16) scales the loss by a power of two and unscales the gradients
     # before the step: in float32 that is exact, so one epoch with the scaler ends with the plain epoch's weights.
+    # The spy shows the scaler really stepped every iteration (equal weights alone would not: an ignored scaler
+    # gives them too).
     from robustreid.loaders import build_train_loader
     from robustreid.model import build_model
     from robustreid.train import train_one_epoch
 
     cfg = tiny_cfg()
     weights = []
-    for scaler in (None, torch.amp.GradScaler("cpu", init_scale=2.0**12)):
+    for scaler in (None, SpyScaler("cpu", init_scale=2.0**12)):
         torch.manual_seed(0)
         model = build_model(cfg.model, tiny_dataset.num_train_pids)
         loader = build_train_loader(tiny_dataset.train, model.data_config, 4, 2, num_workers=0, seed=0)
@@ -452,6 +531,7 @@ def test_a_grad_scaler_step_equals_the_plain_step(tiny_dataset):
         criterion = ReIDCriterion(cfg.loss, tiny_dataset.num_train_pids)
         train_one_epoch(model, loader, optimizer, criterion, 1, cfg, torch.device("cpu"), False, scaler)
         weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert len(loader) >= 2 and scaler.calls == ["scale", "step", "update"] * len(loader)
     assert torch.equal(weights[0], weights[1])
 
 

@@ -224,11 +224,13 @@ def _dataset_spec(args: argparse.Namespace, out: Path) -> dict:
 
 
 def _cmd_swag(args: argparse.Namespace) -> int:
+    from .atomicfile import write_text
     from .checkpoint import load_checkpoint
     from .config import apply_overrides, parse_set, swag_stage_config
-    from .atomicfile import write_text
-    from .train import config_from_checkpoint, fit
+    from .swag import check_swag_stage
+    from .train import TrainingDiverged, config_from_checkpoint, fit
 
+    # Every check comes before the first byte is written (check_swag_stage: --out, --device, the dataset).
     source = Path(args.from_run)
     state = load_checkpoint(source / "last.pt")
     cfg = config_from_checkpoint(state)
@@ -239,10 +241,16 @@ def _cmd_swag(args: argparse.Namespace) -> int:
     check_output_dir(out, "--out")
     spec = _dataset_spec(args, source)
     dataset = _load_dataset(spec)
+    resume = check_swag_stage(cfg, state, dataset, source, out, args.device)
+    _warn_emulated_amp(cfg, args.device)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "dataset.json", json.dumps(spec))
-    resume = (out / "last.pt").is_file()
-    summary = fit(cfg, dataset, out, resume=resume, init_checkpoint=None if resume else state, device=args.device)
+    try:
+        summary = fit(cfg, dataset, out, resume=resume, init_checkpoint=None if resume else state,
+                      device=args.device, check_images=False)  # checked above
+    except TrainingDiverged as exc:  # not the user's input: the run failed (status 1), as in train
+        print(f"robustreid swag: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
     print(json.dumps({k: v for k, v in summary.items() if k not in ("config", "versions")}))
     return 0
 

@@ -194,7 +194,7 @@ def _embed_batches(model: nn.Module, batches: Iterable[torch.Tensor], device: to
 
 def _inference_model(model: nn.Module, device: torch.device, optimize: bool) -> tuple[nn.Module, bool]:
     """``(network to run, optimized)``: on a CPU with ``optimize``, ``inference.optimize_for_inference(model)``
-    (a copy: BatchNorm folded into the convolutions, channels_last; same descriptors up to float rounding,
+    (a copy: BatchNorm folded into the layer before it, channels_last; same descriptors up to float rounding,
     2-3x faster with the micro-batches); otherwise ``model`` itself."""
     if optimize and device.type == "cpu":
         return optimize_for_inference(model), True
@@ -269,7 +269,7 @@ class FeatureExtractor:
         precision: ``"fp32"`` (default) or ``"bf16"``: bfloat16 autocast for torch, the bf16 inference
             precision hint for openvino (fp32 where the CPU has no bfloat16); onnxruntime: fp32 only.
         optimize: torch backend on a CPU: run a copy of the model made here, with BatchNorm folded into the
-            convolutions, channels_last, on micro-batches of ``inference.CPU_MICRO_BATCH`` images (same
+            layer before it, channels_last, on micro-batches of ``inference.CPU_MICRO_BATCH`` images (same
             descriptors up to float rounding, 2-3x faster). The copy is a snapshot: pass ``False`` to follow a
             model whose weights keep changing (e.g. one still training).
 

@@ -8,8 +8,9 @@ changes, none of which touches the weights' meaning:
 * **micro-batches** (:func:`embed_micro_batched`): a large batch runs as slices of ``CPU_MICRO_BATCH``
   images whose maps stay in cache. In eval mode every image's descriptor is independent of the others in
   its batch, so this changes nothing but speed;
-* **BatchNorm folded into the convolutions** (:func:`fuse_conv_bn`): eval-mode BatchNorm is an affine map
-  per channel, which the preceding convolution absorbs (``torch.nn.utils.fusion.fuse_conv_bn_eval``);
+* **BatchNorm folded into the layer before it** (:func:`fuse_conv_bn`): eval-mode BatchNorm is an affine map
+  per channel, which the preceding convolution (``BatchNorm2d``, ``torch.nn.utils.fusion.fuse_conv_bn_eval``)
+  or linear layer (the FC heads' ``BatchNorm1d``, ``fuse_linear_bn_eval``) absorbs;
 * **channels_last** (NHWC) storage, where oneDNN's 1x1 and depthwise convolutions are fastest and
   ``layers.concat_shuffle`` interleaves channels in place.
 
@@ -21,35 +22,43 @@ and ``evaluate.extract_features`` use all three on the CPU. Together: 23.1 -> 69
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 CPU_MICRO_BATCH = 8  # images per forward on a CPU: the largest power of two whose stage-1 maps stay in cache
 
 
+# (layer, the BatchNorm after it) -> the folding function
+_FOLDS = {(nn.Conv2d, nn.BatchNorm2d): fuse_conv_bn_eval, (nn.Linear, nn.BatchNorm1d): fuse_linear_bn_eval}
+
+
 def fuse_conv_bn(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` in eval mode with every ``Conv2d`` directly followed by a ``BatchNorm2d`` (inside
-    an ``nn.Sequential``, as ``layers.conv_bn_act`` builds them) replaced by one convolution with bias, the
-    BatchNorm by ``nn.Identity``. The model given is left untouched."""
+    """A copy of ``model`` in eval mode with every BatchNorm that directly follows the layer it normalises
+    inside an ``nn.Sequential`` folded into that layer: ``Conv2d`` -> ``BatchNorm2d`` (``layers.conv_bn_act``)
+    and ``Linear`` -> ``BatchNorm1d`` (``model._head``) become one convolution / linear layer with bias, the
+    BatchNorm ``nn.Identity``. A BatchNorm elsewhere (none in ``ReIDNet``), or one without running statistics,
+    is left in place. The model given is left untouched."""
     fused = copy.deepcopy(model).eval()
     for module in fused.modules():
         if not isinstance(module, nn.Sequential):
             continue
         for i in range(len(module) - 1):
-            conv, bn = module[i], module[i + 1]
-            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats:
-                module[i] = fuse_conv_bn_eval(conv, bn)
+            layer, bn = module[i], module[i + 1]
+            fold = _FOLDS.get((type(layer), type(bn)))
+            if fold is not None and bn.track_running_stats:
+                module[i] = fold(layer, bn)
                 module[i + 1] = nn.Identity()
     return fused
 
 
 def optimize_for_inference(model: nn.Module, channels_last: bool = True) -> nn.Module:
-    """A copy of ``model`` for inference only: eval mode, BatchNorm folded (:func:`fuse_conv_bn`) and, with
-    ``channels_last``, NHWC parameters. Its ``embed`` gives the original's descriptors up to float rounding;
-    it cannot be trained (the BatchNorm layers are gone)."""
+    """A copy of ``model`` for inference only: eval mode, BatchNorm folded into the convolution or linear layer
+    before it (:func:`fuse_conv_bn`; in ``ReIDNet`` that is every BatchNorm) and, with ``channels_last``, NHWC
+    parameters. Its ``embed`` gives the original's descriptors up to float rounding; it cannot be trained (the
+    folded BatchNorm layers are gone)."""
     fused = fuse_conv_bn(model)
     if channels_last:
         fused = fused.to(memory_format=torch.channels_last)

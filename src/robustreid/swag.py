@@ -50,6 +50,7 @@ import itertools
 import math
 import numbers
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -58,7 +59,7 @@ from torch.optim import swa_utils
 
 from .device import unwrap
 
-__all__ = ["SWAG", "update_bn", "bma_embed"]
+__all__ = ["SWAG", "bma_embed", "check_swag_stage", "update_bn"]
 
 STATE_FORMAT = "robustreid.swag"
 STATE_VERSION = 1
@@ -412,3 +413,36 @@ def bma_embed(
         model.load_state_dict(saved)
         model.train(was_training)
     return F.normalize(total / num_samples, dim=1)
+
+
+def check_swag_stage(cfg, finished: dict, dataset, source: str | Path, out: str | Path,
+                     device: str | torch.device | None = None) -> bool:
+    """Every check of a SWAG stage run on a finished run (``robustreid swag``) that can fail before ``out`` is
+    written to; writes nothing. Returns True if ``out`` holds this stage's own ``last.pt`` (resume it), False
+    for a fresh stage. Each refusal is a one-line ``ValueError`` naming the folder, file or value.
+
+    ``cfg``: the stage's config (``config.swag_stage_config``); ``finished``: the checkpoint dict of the finished
+    run in ``source`` (its ``last.pt``); ``dataset``: the ``ReidDataset`` the stage trains and evaluates on.
+    Checked: ``out`` is not ``source`` (the stage writes a run of its own), the ``device`` exists, the dataset
+    has the finished run's identity count (its classifiers go on training) and readable images and a query set
+    an evaluation can score, and an existing ``out/last.pt`` is this stage's (same config)."""
+    from .checkpoint import load_checkpoint
+    from .device import resolve_device
+    from .train import check_inputs, config_from_checkpoint
+
+    source, out = Path(source), Path(out)
+    if out.resolve() == source.resolve():
+        raise ValueError(f"{out} is the finished run's own folder: the SWAG stage writes a run folder of its own")
+    resolve_device(device)
+    trained_on = finished.get("num_classes")
+    if dataset.num_train_pids != trained_on:
+        raise ValueError(f"{source / 'last.pt'} was trained on {trained_on} identities, the dataset {dataset.name} "
+                         f"has {dataset.num_train_pids}: the SWAG stage continues its identity classifiers")
+    check_inputs(cfg, dataset)  # unreadable images, a query set no evaluation could score
+    last = out / "last.pt"
+    if not last.is_file():
+        return False
+    if config_from_checkpoint(load_checkpoint(last)) != cfg:
+        raise ValueError(f"{last} holds another run (its config is not this SWAG stage's): choose another output "
+                         "folder, or run the stage with the settings it was started with")
+    return True
