@@ -4,19 +4,29 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench weights clean
+.PHONY: demo test bench weights browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[test,tracking,openvino]'
+	$(PY) -m pip install --quiet -e '.[test,tracking,openvino,search,faiss]'
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/robustreid demo --out runs/demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -q
+
+# The browser of the search page's test (tests/test_search_browser.py): Debian's chromium and its driver, installed
+# with apt-get when missing and apt-get can run (as root); elsewhere this says so and the test skips with a reason.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		(apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+		 (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1)) || \
+		echo "make browser: apt-get could not install chromium chromium-driver; the browser test will skip"; \
+	else echo "make browser: no chromium here and no apt-get as root; the browser test will skip"; fi
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py --out runs/bench

@@ -515,6 +515,136 @@ def _cmd_track_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------- person search
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+TOKEN_ENV = "ROBUSTREID_SEARCH_TOKEN"
+
+
+def _index_sources(args: argparse.Namespace, embed) -> list:
+    """Tracklets of ``--sequences`` (through the tracker) or ``--crops``, embedded; nothing written yet."""
+    from .search.build import crop_tracklets, expand_sequences, sequence_tracklets
+
+    if args.crops:
+        return crop_tracklets(args.crops, embed, progress=progress_line(f"index {args.crops}"))
+    sources = []
+    for camera, folder in expand_sequences(args.sequences):  # every folder checked before the first frame
+        sources.append(sequence_tracklets(folder, camera, embed,
+                                          progress=progress_line(f"index {camera}", unit="frames")))
+        print(f"index {camera}: {len(sources[-1].tracklets)} tracklets", file=sys.stderr)
+    return sources
+
+
+def _cmd_index_build(args: argparse.Namespace) -> int:
+    from .search.build import expand_sequences
+    from .search.embedding import HISTOGRAM, load_embedder
+    from .search.index import build_index, is_index
+
+    out = Path(args.out)
+    if is_index(out):
+        raise UsageError(f"{out} already holds an index; add cameras with `robustreid index add {out} ...`")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"{out} is not an empty folder; expected a new folder for the index")
+    check_output_dir(out, "OUT")
+    if args.sequences:
+        expand_sequences(args.sequences)
+    elif not Path(args.crops).is_dir():
+        raise UsageError(f"--crops {args.crops}: no such folder")
+    embed = load_embedder(HISTOGRAM if args.histogram else args.checkpoint, device=args.device)
+    sources = _index_sources(args, embed)
+    index = build_index(out, sources, checkpoint=embed.name, dim=embed.dim, store=args.store,
+                        model_sha256=embed.model_sha256)
+    print(json.dumps(_index_summary(index.info())))
+    return 0
+
+
+def _cmd_index_add(args: argparse.Namespace) -> int:
+    from .search.build import expand_sequences
+    from .search.embedding import check_matches, load_embedder
+    from .search.index import open_index
+
+    index = open_index(args.out)
+    known = index.source_paths()
+    if args.sequences:  # what is indexed already is refused before any frame is tracked
+        for _, folder in expand_sequences(args.sequences):
+            if str(folder.resolve()) in known:
+                raise UsageError(f"{folder}: already in the index {args.out}")
+    elif not Path(args.crops).is_dir():
+        raise UsageError(f"--crops {args.crops}: no such folder")
+    elif any(p.startswith(f"{Path(args.crops).resolve()}#") for p in known):
+        raise UsageError(f"--crops {args.crops}: already in the index {args.out}")
+    embed = load_embedder(index.meta["checkpoint"], device=args.device)
+    check_matches(embed, index.meta, args.out)
+    sources = _index_sources(args, embed)
+    result = index.add(sources)
+    print(f"index add: {result['tracklets']} tracklets from {result['sources']} sources", file=sys.stderr)
+    print(json.dumps(_index_summary(index.info())))
+    return 0
+
+
+def _index_summary(info: dict) -> dict:
+    return {**{k: v for k, v in info.items() if k != "cameras"},
+            "cameras": {c["name"]: c["tracklets"] for c in info["cameras"]}}
+
+
+def _cmd_index_info(args: argparse.Namespace) -> int:
+    from .search.index import open_index
+
+    info = open_index(args.out).info()
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    print(f"index      {info['folder']}")
+    print(f"model      {info['checkpoint']} ({info['dim']}-d descriptors, {info['store']} store)")
+    print(f"tracklets  {info['tracklets']} from {info['sources']} sources")
+    for c in info["cameras"]:
+        span = (f"{c['first_time']:.1f}-{c['last_time']:.1f} s" if c["first_time"] is not None
+                else f"frames {c['first_frame']}-{c['last_frame']}")
+        print(f"  {c['name']:<12} {c['tracklets']:>7} tracklets  {span}")
+    return 0
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from .search.embedding import check_matches, load_embedder
+    from .search.index import open_index
+    from .search.query import check_k, decode_image, search_image
+
+    k = check_k(args.k)
+    index = open_index(args.index)
+    image = decode_image(Path(args.query).read_bytes(), name=args.query)
+    embed = load_embedder(index.meta["checkpoint"], device=args.device)
+    check_matches(embed, index.meta, args.index)
+    hits = search_image(index, embed, image, k)
+    if args.json:
+        print(json.dumps({"query": args.query, "k": k, "hits": [h.as_dict() for h in hits]}))
+        return 0
+    print(f"{'rank':>4}  {'tracklet':>8}  {'camera':<10} {'frames':<13} {'time (s)':<15} distance")
+    for rank, h in enumerate(hits, 1):
+        times = f"{h.first_time:.1f}-{h.last_time:.1f}" if h.first_time is not None else "-"
+        print(f"{rank:>4}  {h.tracklet_id:>8}  {h.camera:<10} {f'{h.first_frame}-{h.last_frame}':<13} "
+              f"{times:<15} {h.distance:.4f}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .search.index import open_index
+
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    if args.host not in _LOOPBACK and not token:
+        raise UsageError(f"--host {args.host}: serving beyond this machine needs --token T (or {TOKEN_ENV}); "
+                         "every API call must then carry it")
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port {args.port}: expected 0..65535")
+    open_index(args.index)  # a missing index: one line, before the web packages load
+    import uvicorn
+
+    from .search.service import create_app
+
+    app = create_app(args.index, token=token, device=args.device)
+    print(f"serving {args.index} on http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -527,6 +657,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_commands(sub)
     _add_inference_commands(sub)
     _add_application_commands(sub)
+    _add_search_commands(sub)
     return parser
 
 
@@ -715,6 +846,60 @@ def _add_application_commands(sub) -> None:
     p.set_defaults(func=_cmd_track_eval)
 
 
+def _add_search_commands(sub) -> None:
+    """``index build|add|info``, ``search``, ``serve``: person search across cameras (docs/SEARCH.md)."""
+    from .search.store import DEFAULT_STORE, STORES
+
+    p = sub.add_parser("index", help="an index of tracklets for person search (SQLite + vector store)")
+    index_sub = p.add_subparsers(dest="index_command", metavar="SUBCOMMAND", required=True)
+    q = index_sub.add_parser("build", help="track each camera's sequence (or read crops) and index one entry "
+                             "per tracklet (crop) in a new folder OUT")
+    q.add_argument("out", metavar="OUT")
+    model = q.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint", metavar="CKPT_OR_ZOO", help="a checkpoint (.pt) or a shipped zoo:NAME")
+    model.add_argument("--histogram", action="store_true", help="the colour histogram instead of a model")
+    _add_index_inputs(q)
+    q.add_argument("--store", choices=list(STORES), default=DEFAULT_STORE,
+                   help=f"the vector store (default {DEFAULT_STORE}; the faiss kinds need robustreid[faiss])")
+    q.add_argument("--device", default=None, help=_DEVICE_HELP)
+    q.set_defaults(func=_cmd_index_build)
+    q = index_sub.add_parser("add", help="add more cameras (sequences) or crops to an index, atomically")
+    q.add_argument("out", metavar="OUT")
+    _add_index_inputs(q)
+    q.add_argument("--device", default=None, help=_DEVICE_HELP)
+    q.set_defaults(func=_cmd_index_add)
+    q = index_sub.add_parser("info", help="the index's model, store and tracklets per camera")
+    q.add_argument("out", metavar="OUT")
+    q.add_argument("--json", action="store_true", help="print one JSON object")
+    q.set_defaults(func=_cmd_index_info)
+
+    p = sub.add_parser("search", help="the tracklets nearest to the person in a query crop")
+    p.add_argument("index", metavar="OUT", help="an index folder (robustreid index build)")
+    p.add_argument("query", metavar="QUERY_IMAGE")
+    p.add_argument("--k", type=int, default=20, help="hits (default 20)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--device", default=None, help=_DEVICE_HELP)
+    p.set_defaults(func=_cmd_search)
+
+    p = sub.add_parser("serve", help="the search API and page over an index (FastAPI + uvicorn; "
+                       "robustreid[search])")
+    p.add_argument("index", metavar="OUT", help="an index folder (robustreid index build)")
+    p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1; another host needs --token")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--token", default=None, help=f"bearer token every API call must carry (or {TOKEN_ENV})")
+    p.add_argument("--device", default=None, help=_DEVICE_HELP)
+    p.set_defaults(func=_cmd_serve)
+
+
+def _add_index_inputs(p: argparse.ArgumentParser) -> None:
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--sequences", nargs="+", metavar="SEQ_DIR",
+                        help="MOTChallenge sequences (det/det.txt + img1/), one camera each, named by folder; or "
+                             "scene folders (synth-scene), every camera")
+    source.add_argument("--crops", metavar="DIR",
+                        help="Market1501-style crops (PID_cCAM..._FRAME.jpg), one entry each")
+
+
 def _add_runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help=_DEVICE_HELP)
     p.add_argument("--batch-size", type=int, default=128)
@@ -743,7 +928,8 @@ _MODEL_HELP = ("a checkpoint (.pt) or a shipped model zoo:NAME (robustreid zoo l
 
 # Optional packages and the extra that installs them (pyproject.toml).
 _EXTRAS = {"trackeval": "tracking", "onnx": "onnx", "onnxruntime": "onnx", "onnxscript": "onnx",
-           "openvino": "openvino"}
+           "openvino": "openvino", "fastapi": "search", "uvicorn": "search", "starlette": "search",
+           "multipart": "search", "python_multipart": "search", "faiss": "faiss"}
 
 
 def _one_line(exc: BaseException) -> str:

@@ -1,0 +1,165 @@
+"""The search page in a real browser: Debian's chromium driven by Selenium against a live uvicorn server on a
+loopback port. It loads the page, uploads a query crop and checks that the hits shown are the ones the API
+returns for that query, clicks a hit (search with that tracklet), and answers the token prompt.
+
+Skipped, with the reason, only where chromium / chromedriver are not installed (``make browser`` installs them
+with apt-get where it can). ``SEARCH_SCREENSHOT=PATH`` saves a screenshot of the page with its hits."""
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from search_cases import colour_embedder, colour_index, solid
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+pytestmark = pytest.mark.skipif(
+    not (os.path.isfile(CHROMIUM) and os.path.isfile(CHROMEDRIVER)),
+    reason=f"no browser: {CHROMIUM} or {CHROMEDRIVER} is missing (apt-get install chromium "
+           "chromium-driver, or make browser)")
+
+uvicorn = pytest.importorskip("uvicorn", reason="the service needs robustreid[search] (uvicorn)")
+webdriver = pytest.importorskip("selenium.webdriver",
+                                reason="the browser test needs selenium (robustreid[test])")
+from selenium.common.exceptions import NoAlertPresentException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from robustreid.search.service import create_app
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """uvicorn serving ``app`` in a thread on a free loopback port."""
+
+    def __init__(self, app):
+        self.port = free_port()
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start in 20 s")
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def api_search(url: str, image: Path, k: int, token: str | None = None) -> list[int]:
+    boundary = "robustreidtest"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"k\"\r\n\r\n{k}\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{image.name}\"\r\n"
+            "Content-Type: image/png\r\n\r\n").encode() + image.read_bytes() + \
+        f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(f"{url}/api/search", data=body, method="POST",
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return [h["tracklet_id"] for h in json.loads(response.read())["hits"]]
+
+
+def api_json(url: str, path: str, method: str = "GET"):
+    request = urllib.request.Request(f"{url}{path}", method=method)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def browser(tmp_path):
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
+                 "--window-size=1200,900"):
+        options.add_argument(flag)
+    os.environ.setdefault("SE_AVOID_STATS", "true")
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    yield driver
+    driver.quit()
+
+
+def shown_hits(driver) -> list[int]:
+    items = driver.find_elements(By.CSS_SELECTOR, "#hits li")
+    return [int(li.get_attribute("data-tracklet")) for li in items]
+
+
+def status_is(driver, text: str, timeout: float = 30):
+    WebDriverWait(driver, timeout).until(lambda d: text in d.find_element(By.ID, "status").text)
+
+
+def test_the_page_shows_the_hits_the_api_returns(tmp_path, browser):
+    from PIL import Image
+
+    colour_index(tmp_path / "idx")
+    query = tmp_path / "query.png"
+    Image.fromarray(solid((230, 60, 20))).save(query)
+    app = create_app(tmp_path / "idx", embedder=colour_embedder())
+    with LiveServer(app) as url:
+        browser.get(url + "/")
+        status_is(browser, "ready")
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#timeline .lane")) == 2
+        browser.find_element(By.ID, "k").clear()
+        browser.find_element(By.ID, "k").send_keys("4")
+        browser.find_element(By.ID, "file").send_keys(str(query))
+        status_is(browser, "4 hits")
+        expected = api_search(url, query, 4)
+        assert shown_hits(browser) == expected
+        bars = browser.find_elements(By.CSS_SELECTOR, "#timeline .bar")
+        assert sorted(int(b.get_attribute("data-tracklet")) for b in bars) == sorted(expected)
+        WebDriverWait(browser, 10).until(  # thumbnails fetched and shown
+            lambda d: all(img.get_attribute("src").startswith("blob:")
+                          for img in d.find_elements(By.CSS_SELECTOR, "#hits img")))
+        if os.environ.get("SEARCH_SCREENSHOT"):
+            browser.save_screenshot(os.environ["SEARCH_SCREENSHOT"])
+        second = expected[1]
+        browser.find_element(By.CSS_SELECTOR, f"#hits li[data-tracklet='{second}']").click()
+        status_is(browser, f"for tracklet {second}")
+        answer = api_json(url, f"/api/search/tracklet/{second}?k=4", "POST")
+        by_tracklet = [h["tracklet_id"] for h in answer["hits"]]
+        assert shown_hits(browser) == by_tracklet and by_tracklet[0] == second
+
+
+def test_the_page_asks_for_the_token(tmp_path, browser):
+    from PIL import Image
+
+    colour_index(tmp_path / "idx")
+    query = tmp_path / "query.png"
+    Image.fromarray(solid((20, 40, 230))).save(query)
+    app = create_app(tmp_path / "idx", token="s3cret", embedder=colour_embedder())
+    with LiveServer(app) as url:
+        browser.get(url + "/")
+        alert = WebDriverWait(browser, 20).until(lambda d: _alert(d))
+        assert "token" in alert.text
+        alert.send_keys("s3cret")
+        alert.accept()
+        status_is(browser, "ready")
+        browser.find_element(By.ID, "file").send_keys(str(query))
+        status_is(browser, "hits in")
+        assert shown_hits(browser) == api_search(url, query, 20, token="s3cret")
+
+
+def _alert(driver):
+    try:
+        return driver.switch_to.alert
+    except NoAlertPresentException:
+        return False
