@@ -62,3 +62,24 @@ def test_stale_temp_files_of_one_target_only(tmp_path):
     assert other.exists() and lookalike.exists()
     assert remove_stale_temp_files(tmp_path) == [other] and lookalike.exists()
     assert remove_stale_temp_files(tmp_path / "missing") == []  # a folder not made yet holds nothing
+
+
+def test_stale_temp_folders_only_when_asked(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    stale = tmp_path / f"{TEMP_PREFIX}idx-{int(dead.stdout)}-0123abcd"
+    live = tmp_path / f"{TEMP_PREFIX}idx-{os.getpid()}-89abcdef"  # a build still running (this process)
+    (stale / "thumbs").mkdir(parents=True)
+    (stale / "thumbs" / "a.jpg").write_bytes(b"x")
+    live.mkdir()
+    assert remove_stale_temp_files(tmp_path) == [] and stale.is_dir()  # files only, as before
+    assert remove_stale_temp_files(tmp_path, name="other", folders=True) == [] and stale.is_dir()
+    assert remove_stale_temp_files(tmp_path, name="idx", folders=True) == [stale]
+    assert not stale.exists() and live.is_dir()
+
+
+def test_temp_path_follows_the_pattern(tmp_path):
+    a, b = atomicfile.temp_path(tmp_path / "x.npy"), atomicfile.temp_path(tmp_path / "x.npy")
+    assert a != b and a.parent == tmp_path and a.name.startswith(f"{TEMP_PREFIX}x.npy-{os.getpid()}-")
+    a.write_bytes(b"")
+    assert remove_stale_temp_files(tmp_path) == [] and a.exists()  # this process is alive: kept
