@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from robustreid.datasets import Record
-from robustreid.histogram import colour_histogram, histogram_features
+from robustreid.histogram import colour_histogram, histogram_dim, histogram_features
 
 
 def test_whole_crop_histogram_by_hand(tmp_path):
@@ -32,3 +32,15 @@ def test_grayworld_cancels_a_global_cast(tmp_path):
     assert np.linalg.norm(gw[0] - gw[1]) < 0.5 * np.linalg.norm(raw[0] - raw[1])
     with pytest.raises(ValueError, match="matcher must be one of"):
         histogram_features(records, "hsv")
+
+
+def test_histogram_dim_is_the_length_of_each_matchers_descriptor(tmp_path):
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (48, 24, 3)).astype(np.uint8)).save(tmp_path / "a.png")
+    records = [Record(str(tmp_path / "a.png"), 0, 0)]
+    assert [histogram_dim(m) for m in ("rgb_hist", "rgb_hist_centre_gw")] == [512, 2048]
+    for matcher in ("rgb_hist", "rgb_hist_centre_gw"):
+        assert histogram_features(records, matcher).shape == (1, histogram_dim(matcher))
+    assert len(colour_histogram(str(tmp_path / "a.png"), centre_grayworld=False, bins=4)) == histogram_dim(
+        "rgb_hist", bins=4)
+    with pytest.raises(ValueError, match="matcher must be one of"):
+        histogram_dim("hsv")

@@ -17,7 +17,7 @@ from PIL import Image
 
 from .datasets import Record
 
-__all__ = ["MATCHERS", "colour_histogram", "histogram_features"]
+__all__ = ["MATCHERS", "colour_histogram", "histogram_dim", "histogram_features"]
 
 MATCHERS = ("rgb_hist", "rgb_hist_centre_gw")
 
@@ -36,6 +36,13 @@ def colour_histogram(img_path: str, centre_grayworld: bool = True, bins: int = 8
         hist = np.bincount(((q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]).ravel(), minlength=bins**3)
         feats.append(np.sqrt(hist / hist.sum()))
     return np.concatenate(feats)
+
+
+def histogram_dim(matcher: str = "rgb_hist_centre_gw", bins: int = 8) -> int:
+    """The length of a ``matcher``'s descriptor: ``bins**3`` per stripe (4 stripes for ``rgb_hist_centre_gw``)."""
+    if matcher not in MATCHERS:
+        raise ValueError(f"matcher must be one of {MATCHERS}, got {matcher!r}")
+    return bins**3 * (4 if matcher == "rgb_hist_centre_gw" else 1)
 
 
 def histogram_features(records: Sequence[Record], matcher: str = "rgb_hist_centre_gw") -> np.ndarray:
