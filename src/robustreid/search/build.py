@@ -1,27 +1,28 @@
 """Index entries from video and from crops: a camera's sequence through the tracker, one entry per tracklet;
 or a folder of Market1501-style crops, one entry per crop.
 
-A sequence is tracked by ``tracking.run.track_sequence`` (the code path of ``robustreid track``) with the ReID
-model as its embedding hook; the hook also keeps every embedding it computed, by frame and box, so that each
-output track's descriptor is the mean of the embeddings of its boxes, renormalised, with no second pass over
-the frames. The thumbnail is the track's largest box, cut from its frame.
+A sequence is tracked by ``tracking.run.tracked_frames`` (the loop of ``robustreid track``) with the ReID
+model as its embedding hook. As it runs, each track keeps a running sum of the embeddings of its matched boxes
+(the tracker's ``det_indices`` name them), its boxes and its largest box, so memory grows with the tracks,
+not with the embeddings; its descriptor is the mean, renormalised, with no second pass over the frames. The
+thumbnail is the track's largest box, cut from its frame at the end.
 """
 
 from __future__ import annotations
 
 import io
 import re
-import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from ..tracking.motio import load_sequence, read_results, xywh_to_xyxy
-from ..tracking.run import track_sequence
+from ..tracking.motio import load_sequence, xywh_to_xyxy
+from ..tracking.run import tracked_frames
 from ..tracking.scene import scene_sequences
-from ..tracking.tracker import CropEmbedder, TrackerConfig, box_iou, crop_boxes
+from ..tracking.tracker import CropEmbedder, TrackerConfig, crop_boxes
 from .embedding import Embedder, normalize_rows
 from .index import SourceTracklets, Tracklet
 
@@ -72,76 +73,76 @@ def expand_sequences(paths) -> list[tuple[str, Path]]:
     return out
 
 
+@dataclass
+class _TrackSum:
+    """What a track gathers while the tracker runs: its result rows ``frame, x, y, w, h``, the sum and count
+    of its embeddings."""
+
+    rows: list = field(default_factory=list)
+    total: np.ndarray | None = None
+    count: int = 0
+
+    def add(self, row: np.ndarray, embedding: np.ndarray | None) -> None:
+        self.rows.append(row)
+        if embedding is not None:
+            e = np.asarray(embedding, np.float64)
+            self.total = e if self.total is None else self.total + e
+            self.count += 1
+
+
 def sequence_tracklets(seq_dir, camera: str, embed: Embedder, *, config: TrackerConfig | None = None,
                        progress: Callable[[int, int], None] | None = None,
                        min_boxes: int = 1) -> SourceTracklets:
-    """Track one camera's sequence and return one entry per track (module docstring). Tracks with fewer than
-    ``min_boxes`` boxes are left out."""
+    """Track one camera's sequence and return one entry per track (module docstring), by track id. Tracks
+    with fewer than ``min_boxes`` boxes, or without an embedding, are left out."""
     seq_dir = Path(seq_dir)
     seq = load_sequence(seq_dir)
     if seq.det is None:
         raise FileNotFoundError(f"{seq_dir / 'det' / 'det.txt'}: the sequence has no detections")
     crops = CropEmbedder(embed)
-    seen: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
-
-    def recording(seq_, frame, image, boxes):
-        feats = crops(image, boxes)
-        seen.setdefault(frame, []).append((np.asarray(boxes, np.float64).reshape(-1, 4), feats))
-        return feats
-
     config = config or TrackerConfig(use_reid=True)
-    with tempfile.TemporaryDirectory(prefix="robustreid-index-") as tmp:
-        out = Path(tmp) / "results.txt"
-        track_sequence(seq_dir, out, embed_fn=recording, config=config, progress=progress)
-        results = read_results(out)
+    tracks: dict[int, _TrackSum] = {}
+    n = seq.info.seq_length
+
+    def hook(seq_, frame, image, boxes):
+        return crops(image, boxes)
+
+    for f, out, embedded in tracked_frames(seq, hook, config):
+        for row, j in zip(out.mot_rows(), out.det_indices.tolist()):
+            feat = embedded.get(j)
+            if feat is not None and hasattr(feat, "detach"):
+                feat = feat.detach().cpu().numpy()
+            tracks.setdefault(int(row[1]), _TrackSum()).add(row[[0, 2, 3, 4, 5]], feat)
+        if progress is not None:
+            progress(f, n)
     rate = float(seq.info.frame_rate) if seq.info.frame_rate else None
     tracklets, vectors = [], []
-    for track_id in np.unique(results[:, 1]).astype(int):
-        rows = results[results[:, 1] == track_id]
-        rows = rows[np.argsort(rows[:, 0])]
-        if len(rows) < min_boxes:
+    for track_id, track in sorted(tracks.items()):
+        if len(track.rows) < min_boxes or not track.count:
             continue
-        feats = _track_embeddings(rows, seen)
-        if not len(feats):
-            continue
+        rows = np.stack(track.rows)
         first, last = int(rows[0, 0]), int(rows[-1, 0])
-        biggest = rows[np.argmax(rows[:, 4] * rows[:, 5])]
+        biggest = rows[np.argmax(rows[:, 3] * rows[:, 4])]
         tracklets.append(Tracklet(
             camera=camera, first_frame=first, last_frame=last,
             first_time=None if rate is None else round((first - 1) / rate, 3),
             last_time=None if rate is None else round((last - 1) / rate, 3),
-            boxes=rows[:, [0, 2, 3, 4, 5]], thumbnail=_thumbnail(seq, biggest), track_id=int(track_id)))
-        vectors.append(normalize_rows(np.mean(feats, axis=0)))
-    dim = embed.dim
+            boxes=rows, thumbnail=_thumbnail(seq, biggest), track_id=track_id))
+        vectors.append(normalize_rows(track.total / track.count))
     return SourceTracklets(path=str(seq_dir.resolve()), kind="sequence", tracklets=tracklets,
-                           vectors=np.stack(vectors) if vectors else np.zeros((0, dim), np.float32),
+                           vectors=np.stack(vectors) if vectors else np.zeros((0, embed.dim), np.float32),
                            frame_rate=rate, camera=camera)
 
 
-def _track_embeddings(rows: np.ndarray, seen: dict) -> np.ndarray:
-    """The recorded embeddings of a track's boxes (a results row matches the embedded box it was copied from:
-    IoU >= 0.9 in its frame; the results file rounds coordinates to 3 decimals)."""
-    feats = []
-    for row in rows:
-        for boxes, emb in seen.get(int(row[0]), []):
-            if not len(boxes):
-                continue
-            iou = box_iou(xywh_to_xyxy(row[None, 2:6]), boxes)[0]
-            j = int(np.argmax(iou))
-            if iou[j] >= 0.9:
-                feats.append(emb[j])
-                break
-    return np.asarray(feats, np.float32)
-
-
 def _thumbnail(seq, row: np.ndarray) -> bytes | None:
+    """The box ``row`` (``frame, x, y, w, h``) cut from its frame, as a thumbnail (None: frame unreadable)."""
     path = seq.frame_path(int(row[0]))
     try:
         with Image.open(path) as img:
             image = np.asarray(img.convert("RGB"))
     except OSError:
         return None
-    return thumbnail_jpeg(crop_boxes(image, xywh_to_xyxy(row[None, 2:6]))[0])
+    return thumbnail_jpeg(crop_boxes(image, xywh_to_xyxy(row[None, 1:5]))[0])
 
 
 def crop_tracklets(folder, embed: Embedder, *, batch_size: int = 64,

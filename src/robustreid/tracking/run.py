@@ -40,10 +40,11 @@ from .metrics import concat_cameras, evaluate_mot, match_tracks_to_gt, reentry_o
 from .motio import MOTSequence, frame_rows, load_sequence, read_gt, read_results, write_results, xywh_to_xyxy
 from .reentry import ReentryConfig, RoomTracker, calibrate_threshold
 from .scene import scene_sequences
-from .tracker import CropEmbedder, Tracker, TrackerConfig, box_iou
+from .tracker import CropEmbedder, FrameTracks, Tracker, TrackerConfig, box_iou
 
 __all__ = [
     "EmbedFn",
+    "tracked_frames",
     "track_sequence",
     "calibrate_reentry",
     "track_room",
@@ -140,6 +141,30 @@ def _stack(rows: list[np.ndarray]) -> np.ndarray:
 
 
 # -------------------------------------------------------------------------------------- one sequence
+def tracked_frames(seq: MOTSequence, embed: EmbedFn | None,
+                   config: TrackerConfig) -> Iterator[tuple[int, FrameTracks, dict[int, np.ndarray]]]:
+    """One sequence through a new :class:`Tracker`, frame by frame: ``(frame, tracks, embedded)`` with
+    ``embedded`` the embeddings computed in that frame by candidate index (the indices of
+    ``tracks.det_indices``). The tracker asks for embeddings on demand (``embed`` None or
+    ``config.use_reid`` False: motion only, no frame decoded). The loop of :func:`track_sequence`."""
+    frames = _frame_inputs(seq, embed if config.use_reid else None, on_demand=True)
+    tracker = Tracker(config)
+    for f, (boxes, scores, feats) in enumerate(frames, 1):
+        embedded: dict[int, np.ndarray] = {}
+        if callable(feats):
+            feats = _recording(feats, embedded)
+        yield f, tracker.update(boxes, scores, feats), embedded
+
+
+def _recording(embed_indices: Callable[[np.ndarray], np.ndarray],
+               embedded: dict[int, np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    def recorded(indices: np.ndarray) -> np.ndarray:
+        feats = embed_indices(indices)
+        embedded.update(zip(np.asarray(indices).tolist(), feats))
+        return feats
+    return recorded
+
+
 def track_sequence(seq_dir, out, extractor=None, *, config: TrackerConfig | None = None,
                    progress: Progress | None = None, embed_fn: EmbedFn | None = None) -> dict:
     """Track one MOTChallenge sequence and write its results file ``out`` (atomically).
@@ -161,7 +186,6 @@ def track_sequence(seq_dir, out, extractor=None, *, config: TrackerConfig | None
     seq = load_sequence(seq_dir)
     embed = _embedder(extractor, embed_fn)
     config = _resolve_config(config, embed)
-    tracker = Tracker(config)
     n, rows, embedded, embed_seconds = seq.info.seq_length, [], 0, 0.0
 
     def counted(seq_, frame, image, boxes):
@@ -174,9 +198,8 @@ def track_sequence(seq_dir, out, extractor=None, *, config: TrackerConfig | None
             embed_seconds += time.perf_counter() - start
 
     start = time.perf_counter()
-    frames = _frame_inputs(seq, counted if config.use_reid else None, on_demand=True)
-    for f, (boxes, scores, feats) in enumerate(frames, 1):
-        rows.append(tracker.update(boxes, scores, feats).mot_rows())
+    for f, tracks, _ in tracked_frames(seq, counted, config):
+        rows.append(tracks.mot_rows())
         if progress is not None:
             progress(f, n)
     seconds = time.perf_counter() - start
