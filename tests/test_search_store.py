@@ -98,3 +98,25 @@ def test_bad_inputs_are_value_errors(tmp_path):
     (tmp_path / "bad.npy").write_bytes(b"not numpy")
     with pytest.raises(ValueError, match="bad.npy: not a readable exact vector file"):
         load_store("exact", tmp_path / "bad.npy")
+
+
+@pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.skipif(
+    not HAVE_FAISS and k != "exact", reason="faiss-cpu is not installed (robustreid[faiss])"))
+    for k in STORES])
+def test_one_stored_row_is_the_row_added(kind, tmp_path):
+    vectors = unit_vectors(400, 8, seed=5)
+    exact = make_store("exact", 8)
+    exact.add(vectors)
+    store = make_store(kind, 8)
+    store.add(vectors[:300])
+    for row in (0, 17, 299):  # the exact store's row, as added, bit for bit
+        np.testing.assert_array_equal(store.vector(row), exact.vector(row))
+    store.add(vectors[300:])  # after a later add too (the IVF kind's row map is kept up to date)
+    np.testing.assert_array_equal(store.vector(350), vectors[350])
+    store = load_store(kind, store.save(tmp_path / f"v{STORES[kind].suffix}"))
+    for row in (0, 299, 300, 399):
+        assert store.vector(row).dtype == np.float32
+        np.testing.assert_array_equal(store.vector(row), vectors[row])
+    for bad in (-1, 400, True):
+        with pytest.raises(IndexError, match="rows 0..399"):
+            store.vector(bad)

@@ -4,7 +4,8 @@ Every store holds float32 row vectors with ids ``0..len-1`` (the row order of :m
 metadata of :mod:`robustreid.search.index` refers to a descriptor by its row. The interface:
 
 * ``add(vectors)`` appends rows; ``search(queries, k) -> (scores, rows)``, each ``(Q, min(k, len))``, best
-  first, ``scores`` the inner products (the cosine on unit vectors); ``len(store)``;
+  first, ``scores`` the inner products (the cosine on unit vectors); ``vector(row)``, one stored row as it
+  was added (without reconstructing the others); ``len(store)``;
 * ``save(path)`` writes one file (atomically, :mod:`robustreid.atomicfile`); ``STORES[kind].load(path)``.
 
 Kinds (``STORES``):
@@ -14,12 +15,13 @@ Kinds (``STORES``):
 * ``faiss-flat``: FAISS's ``IndexFlatIP`` (exact as well; its BLAS kernels); the FAISS kinds need
   ``pip install 'robustreid[faiss]'``.
 * ``faiss-hnsw``: FAISS's ``IndexHNSWFlat`` on the inner product (approximate; ``M`` links per node,
-  ``ef_search`` candidates per query). Built once per add, so an index that grows in small steps pays for it.
+  ``ef_search`` candidates per query). An add inserts the new vectors into the loaded graph and the whole
+  graph is saved again as the new generation's file; each add loads and writes all of it.
 * ``faiss-ivf``: FAISS's ``IndexIVFFlat`` (approximate; ``nlist`` k-means lists trained at the first add, a
-  query scans ``nprobe`` of them): a fast build, memory as the flat matrix.
+  query scans ``nprobe`` of them); memory about that of the flat matrix; its build time is not measured yet.
 
 Which kind is the default is decided by ``benchmarks/bench_search.py`` (docs/SEARCH.md); a distributed engine
-(Milvus) would be another class with these five methods.
+(Milvus) would be another class with these six methods.
 """
 
 from __future__ import annotations
@@ -66,6 +68,12 @@ def _check_k(k) -> int:
     return int(k)
 
 
+def _check_row(row, n: int) -> int:
+    if isinstance(row, bool) or not isinstance(row, (int, np.integer)) or not 0 <= row < n:
+        raise IndexError(f"row {row!r}: the store holds rows 0..{n - 1}")
+    return int(row)
+
+
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` largest of each row of ``scores`` ``(Q, N)``, best first (ties: the smaller row first)."""
     k = min(k, scores.shape[1])
@@ -95,6 +103,9 @@ class ExactStore:
     @property
     def vectors(self) -> np.ndarray:
         return self._vectors
+
+    def vector(self, row: int) -> np.ndarray:
+        return np.array(self._vectors[_check_row(row, len(self))], dtype=np.float32)
 
     def add(self, vectors) -> None:
         v = _check_vectors(vectors, self.dim)
@@ -140,6 +151,9 @@ class _FaissStore:
     @property
     def vectors(self) -> np.ndarray:
         return self._index.reconstruct_n(0, len(self)) if len(self) else np.empty((0, self.dim), np.float32)
+
+    def vector(self, row: int) -> np.ndarray:
+        return np.asarray(self._index.reconstruct(_check_row(row, len(self))), dtype=np.float32)
 
     def add(self, vectors) -> None:
         self._index.add(_check_vectors(vectors, self.dim))
@@ -204,6 +218,8 @@ class FaissIVFStore(_FaissStore):
     NPROBE_DIVISOR = 16
     MIN_NPROBE = 16
 
+    _has_direct_map = False
+
     def _new_index(self):
         return None  # made at the first add, when the number of lists can be chosen
 
@@ -214,8 +230,19 @@ class FaissIVFStore(_FaissStore):
     def vectors(self) -> np.ndarray:
         if not len(self):
             return np.empty((0, self.dim), np.float32)
-        self._index.make_direct_map()
+        self._direct_map()
         return self._index.reconstruct_n(0, len(self))
+
+    def vector(self, row: int) -> np.ndarray:
+        row = _check_row(row, len(self))
+        self._direct_map()
+        return super().vector(row)
+
+    def _direct_map(self) -> None:
+        """Row -> list entry, which ``reconstruct`` needs; made once (later adds keep it up to date)."""
+        if not self._has_direct_map:
+            self._index.make_direct_map()
+            self._has_direct_map = True
 
     def add(self, vectors) -> None:
         v = _check_vectors(vectors, self.dim)
