@@ -21,7 +21,7 @@ from search_cases import (
 
 from robustreid.search.build import crop_tracklets, expand_sequences, sequence_tracklets
 from robustreid.search.embedding import load_embedder, normalize_rows
-from robustreid.search.index import SourceTracklets, Tracklet, create_index, open_index
+from robustreid.search.index import SearchIndex, SourceTracklets, Tracklet, create_index, open_index
 from robustreid.search.query import decode_image, search_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -196,3 +196,96 @@ def test_a_build_removes_what_a_killed_build_left(tmp_path):
     live.mkdir()
     colour_index(tmp_path / "idx")
     assert not stale.exists() and live.is_dir() and len(open_index(tmp_path / "idx")) == 5
+
+
+def stale_first_read(monkeypatch, stale: dict) -> list:
+    """``SearchIndex._read_meta`` answers ``stale`` at its first call (the meta read just before an add
+    committed), the database's meta after; returns the list of calls."""
+    real, calls = SearchIndex._read_meta, []
+
+    def read_meta(self):
+        calls.append(self)
+        return dict(stale) if len(calls) == 1 else real(self)
+    monkeypatch.setattr(SearchIndex, "_read_meta", read_meta)
+    return calls
+
+
+def test_opening_never_removes_the_files_of_an_add_committed_meanwhile(tmp_path, monkeypatch):
+    folder = tmp_path / "idx"
+    stale = colour_index(folder).meta
+    open_index(folder).add([one_more_source()])  # generation 2: vectors-000002.npy is the live file
+    calls = stale_first_read(monkeypatch, stale)
+    opened = open_index(folder)  # its first meta read saw generation 1; the cleanup must not trust it
+    assert len(calls) >= 2 and (folder / "vectors-000002.npy").is_file()
+    assert opened.meta["generation"] == 2
+    monkeypatch.undo()
+    assert len(open_index(folder).store()) == 6
+
+
+def test_a_reader_whose_vectors_file_an_add_removed_loads_the_new_one(tmp_path, monkeypatch):
+    folder = tmp_path / "idx"
+    reader = colour_index(folder)
+    stale = dict(reader.meta)
+    open_index(folder).add([one_more_source()])  # removes vectors-000001.npy after its commit
+    assert not (folder / stale["vectors_file"]).exists()
+    calls = stale_first_read(monkeypatch, stale)
+    assert len(reader.store()) == 6 and len(calls) == 2  # FileNotFoundError, meta read again, new file
+    hit = reader.search(normalize_rows([(0, 0.6, 0.8)]), k=1)[0][0]
+    assert hit.camera == "cam3"
+
+
+def test_a_read_only_index_is_searched_without_cleanup(tmp_path, monkeypatch):
+    from robustreid.search import index as index_module
+
+    folder = tmp_path / "idx"
+    colour_index(folder)
+    (folder / ".lock").unlink()
+    orphan = folder / "vectors-000009.npy"  # what a killed add left; nobody may remove it here
+    orphan.write_bytes(b"x")
+    paths = [folder, *folder.rglob("*")]
+    modes = {p: p.stat().st_mode for p in paths}
+    for p in paths:
+        p.chmod(0o555 if p.is_dir() else 0o444)
+    if os.geteuid() == 0:  # root writes through chmod: the lock file's open fails as it would for a user
+        def no_lock(path, *args, **kwargs):
+            if Path(path).name == ".lock":
+                raise PermissionError(13, "Permission denied", str(path))
+            return open(path, *args, **kwargs)
+        monkeypatch.setattr(index_module, "open", no_lock, raising=False)
+    try:
+        index = open_index(folder)
+        assert index.info()["tracklets"] == 5 and orphan.exists()
+        assert index.search(normalize_rows([(1, 0, 0)]), k=1)[0][0].label == "red"
+        np.testing.assert_array_equal(index.vector(4), VECTORS[3])
+        assert index.thumbnail_path(1).is_file()
+    finally:
+        for p, mode in modes.items():
+            p.chmod(mode)
+
+
+def test_a_changed_checkpoint_file_is_refused(tmp_path, monkeypatch):
+    import hashlib
+
+    import robustreid.evaluate
+    from robustreid.search.embedding import check_matches
+
+    class FakeExtractor:
+        feature_dim = 3
+
+        def __init__(self, name, **kwargs):
+            self.name = name
+
+        def __call__(self, images):
+            return np.ones((len(images), 3))
+
+    monkeypatch.setattr(robustreid.evaluate, "FeatureExtractor", FakeExtractor)
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"weights one")
+    built = load_embedder(str(checkpoint))
+    assert built.model_sha256 == hashlib.sha256(b"weights one").hexdigest()
+    meta = {"dim": 3, "checkpoint": built.name, "model_sha256": built.model_sha256}
+    check_matches(load_embedder(str(checkpoint)), meta, "idx")
+    checkpoint.write_bytes(b"weights two")
+    with pytest.raises(ValueError, match=r"idx: built with .*model\.pt of sha256 [0-9a-f]{12}\.\.\., the "
+                                         r"checkpoint file is now [0-9a-f]{12}\.\.\.; rebuild the index"):
+        check_matches(load_embedder(str(checkpoint)), meta, "idx")

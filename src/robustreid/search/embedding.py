@@ -2,16 +2,23 @@
 histogram (``robustreid.histogram``, the no-learning reference), as one ``Embedder``.
 
 An index stores the name of its embedder (``Embedder.name``), so ``index add``, ``search`` and ``serve`` load
-the same one: descriptors of two models are not comparable.
+the same one: descriptors of two models are not comparable. It also stores the sha256 of the weights (a
+shipped model's card, or the checkpoint file's own bytes), so a checkpoint replaced under the same name is
+refused.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+
+from .. import histogram
 
 __all__ = ["HISTOGRAM", "Embedder", "check_matches", "load_embedder", "normalize_rows"]
 
@@ -51,16 +58,12 @@ def load_embedder(name: str, device=None) -> Embedder:
     a shipped ``zoo:NAME`` run by ``FeatureExtractor``. Its name is the one given (a file as its absolute
     path)."""
     if name == HISTOGRAM or name.startswith(HISTOGRAM + ":"):
-        from ..robustness.features import ColourHistogramFeatures
-
         matcher = name.partition(":")[2] or "rgb_hist_centre_gw"
-        fn = ColourHistogramFeatures(matcher)
-        dim = 512 * (4 if matcher == "rgb_hist_centre_gw" else 1)
-        return Embedder(f"{HISTOGRAM}:{matcher}", dim, fn)
+        dim = histogram.histogram_dim(matcher)  # checks the matcher's name
+        return Embedder(f"{HISTOGRAM}:{matcher}", dim, _histogram_fn(matcher))
     from ..evaluate import FeatureExtractor
     from ..zoo import is_zoo_name, load_card
 
-    sha = None
     if is_zoo_name(name):
         sha = str(load_card(name)["sha256"])
     else:
@@ -69,17 +72,35 @@ def load_embedder(name: str, device=None) -> Embedder:
             raise FileNotFoundError(f"{name}: no such checkpoint (expected a .pt file, a shipped zoo:NAME or "
                                     f"'{HISTOGRAM}')")
         name = str(path.resolve())
+        with open(path, "rb") as f:
+            sha = hashlib.file_digest(f, "sha256").hexdigest()
     extractor = FeatureExtractor(name, device=device, num_workers=0)
     return Embedder(name, int(extractor.feature_dim), extractor, sha)
 
 
+def _histogram_fn(matcher: str) -> Callable[[list[np.ndarray]], np.ndarray]:
+    """The colour histogram of image arrays: each handed to ``histogram.colour_histogram`` as an in-memory BMP
+    (lossless), so a crop gets the descriptor of the same pixels read from a file."""
+    def fn(images: list[np.ndarray]) -> np.ndarray:
+        feats = []
+        for image in images:
+            buffer = io.BytesIO()
+            Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="BMP")
+            buffer.seek(0)
+            feats.append(histogram.colour_histogram(buffer, matcher == "rgb_hist_centre_gw"))
+        return np.stack(feats).astype(np.float32)
+    return fn
+
+
 def check_matches(embed: Embedder, meta: dict, where: str) -> None:
-    """``embed`` must make the descriptors of the index whose meta is ``meta`` (its dimension and, for a
-    shipped model, the same weights by sha256): a ``ValueError`` naming the index otherwise."""
+    """``embed`` must make the descriptors of the index whose meta is ``meta`` (its dimension and the same
+    weights by sha256, a shipped model's or a checkpoint file's): a ``ValueError`` naming the index
+    otherwise."""
     if embed.dim != meta["dim"]:
         raise ValueError(f"{where}: holds {meta['dim']}-d descriptors of {meta['checkpoint']}, the embedder "
                          f"{embed.name} gives {embed.dim}-d ones")
     if meta.get("model_sha256") and embed.model_sha256 and embed.model_sha256 != meta["model_sha256"]:
+        now = "the shipped weights are" if meta["checkpoint"].startswith("zoo:") else "the checkpoint file is"
         raise ValueError(f"{where}: built with {meta['checkpoint']} of sha256 "
-                         f"{meta['model_sha256'][:12]}..., the shipped weights are now "
-                         f"{embed.model_sha256[:12]}...; rebuild the index")
+                         f"{meta['model_sha256'][:12]}..., {now} now {embed.model_sha256[:12]}...; "
+                         "rebuild the index")

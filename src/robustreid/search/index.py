@@ -12,12 +12,17 @@ Layout of an index folder::
 descriptors (old and new) to a new ``vectors-<g+1>`` file first; then one SQLite transaction inserts the rows
 and moves the ``generation`` / ``vectors_file`` pointer; only after the commit is the old vectors file
 removed. A run killed before the commit leaves the database as it was (SQLite's journal undoes a half
-transaction), and the files of generation ``g+1`` are orphans: the next writer removes every vectors file but
-the current one and every ``thumbs/<n>/`` with ``n`` above the current generation (:func:`_remove_orphans`),
-under the same lock file that serialises writers, so a reader never loses a file it is about to use.
+transaction), and the files of generation ``g+1`` are orphans: the next writer (or an opening reader, when
+no add runs) removes every vectors file but the current one and every ``thumbs/<n>/`` with ``n`` above the
+current generation (:func:`_remove_orphans`). It does so under the lock file that serialises writers and
+with the meta read under that lock, so it never removes the files of an add that committed. A read-only
+index is read without the lock (and nothing is cleaned up).
 
 Readers (:meth:`SearchIndex.search`) check the generation at each call and reload the store when an ``add``
-committed since, so a running server sees new cameras without a restart.
+committed since, so a running server sees new cameras without a restart. An add removes the previous
+generation's vectors file after its commit, so a reader that read the meta just before may find that file
+gone: it reads the meta again and loads the new file (:meth:`SearchIndex.store`). A store already loaded stays
+usable (the exact store's memory map keeps the removed file's data; the FAISS kinds are in memory).
 """
 
 from __future__ import annotations
@@ -27,7 +32,6 @@ import fcntl
 import json
 import os
 import re
-import secrets
 import shutil
 import sqlite3
 import threading
@@ -37,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomicfile import TEMP_PREFIX, remove_stale_temp_files
+from ..atomicfile import remove_stale_temp_files, temp_path, write_bytes
 from .store import DEFAULT_STORE, STORES, load_store, make_store, store_suffix
 
 __all__ = [
@@ -57,6 +61,7 @@ DB_FILE = "index.sqlite"
 THUMBS_DIR = "thumbs"
 LOCK_FILE = ".lock"
 FORMAT_VERSION = 1
+MAX_ID = 2**63 - 1  # SQLite's largest integer: a tracklet id above it is no row (and no OverflowError)
 _VECTORS = re.compile(r"^vectors-(\d{6})\.(npy|faiss)$")
 
 _SCHEMA = """
@@ -134,7 +139,8 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 @contextlib.contextmanager
 def _writer_lock(folder: Path, blocking: bool = True):
-    """The lock file serialising writers (adds, orphan removal); yields False if taken, not ``blocking``."""
+    """The lock file serialising writers (adds, orphan removal); yields False if taken, not ``blocking``.
+    Opening it needs write access to the folder (an ``OSError`` otherwise)."""
     with open(folder / LOCK_FILE, "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
@@ -161,7 +167,7 @@ def create_index(folder, *, checkpoint: str, dim: int, store: str = DEFAULT_STOR
     folder.mkdir(parents=True, exist_ok=True)
     vectors_file = f"vectors-{0:06d}{store_suffix(store)}"
     make_store(store, dim).save(folder / vectors_file)
-    tmp = folder / f"{TEMP_PREFIX}{DB_FILE}-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = temp_path(folder / DB_FILE)
     con = _connect(tmp)
     try:
         con.executescript(_SCHEMA)
@@ -197,9 +203,13 @@ class SearchIndex:
         self._store_generation = -1
         self._lock = threading.Lock()
         self.meta = self._read_meta()
-        with _writer_lock(self.folder, blocking=False) as free:
-            if free:  # no add running: what a killed one left can go
-                _remove_orphans(self.folder, self.meta)
+        try:
+            with _writer_lock(self.folder, blocking=False) as free:
+                if free:  # no add running: what a killed one left can go
+                    self.meta = self._read_meta()  # under the lock: files of an add committed since stay
+                    _remove_orphans(self.folder, self.meta)
+        except OSError:  # a read-only index: no lock file can be made, nothing removed; reading needs neither
+            pass
 
     # ------------------------------------------------------------------------------------------- reading
     def _read_meta(self) -> dict:
@@ -229,14 +239,23 @@ class SearchIndex:
             con.close()
 
     def store(self):
-        """The vector store of the current generation (reloaded when an add committed since the last call)."""
-        meta = self._read_meta()
-        with self._lock:
-            if self._store is None or meta["generation"] != self._store_generation:
-                self._store = load_store(meta["store"], self.folder / meta["vectors_file"])
-                self._store_generation = meta["generation"]
-                self.meta = meta
-            return self._store
+        """The vector store of the current generation (reloaded when an add committed since the last call).
+
+        An add that commits between reading the meta and loading its vectors file removes that file: the
+        meta is read again and the new file loaded (module docstring)."""
+        for attempt in range(2):
+            meta = self._read_meta()
+            with self._lock:
+                if self._store is not None and meta["generation"] == self._store_generation:
+                    return self._store
+                try:
+                    store = load_store(meta["store"], self.folder / meta["vectors_file"])
+                except FileNotFoundError:
+                    if attempt:
+                        raise
+                    continue  # removed by an add committed since the meta was read
+                self._store, self._store_generation, self.meta = store, meta["generation"], meta
+                return store
 
     def source_paths(self) -> set[str]:
         """The sources already indexed (a sequence's resolved folder; crops as ``FOLDER#CAMERA``)."""
@@ -274,6 +293,8 @@ class SearchIndex:
 
     def tracklet(self, tracklet_id: int, boxes: bool = True) -> dict | None:
         """One tracklet's row (``boxes`` as a list of ``[frame, x, y, w, h]``), or None."""
+        if not 0 <= int(tracklet_id) <= MAX_ID:
+            return None
         with self._read() as con:
             row = con.execute(f"SELECT {self._COLUMNS}, t.boxes {self._FROM} WHERE t.id = ?",
                               (int(tracklet_id),)).fetchone()
@@ -297,7 +318,7 @@ class SearchIndex:
         row = self.tracklet(tracklet_id, boxes=False)
         if row is None:
             return None
-        return np.array(self.store().vectors[row["vector_row"]], dtype=np.float32)
+        return self.store().vector(row["vector_row"])
 
     def search(self, queries, k: int = 20) -> list[list[Hit]]:
         """The ``k`` nearest tracklets of each query descriptor (rows of ``queries``), nearest first."""
@@ -379,8 +400,7 @@ class SearchIndex:
                 if t.thumbnail is None:
                     names[-1].append(None)
                     continue
-                folder.mkdir(parents=True, exist_ok=True)
-                (folder / f"{k}.jpg").write_bytes(t.thumbnail)  # the generation's folder is the atomic unit
+                write_bytes(folder / f"{k}.jpg", t.thumbnail)  # never half a JPEG under its name
                 names[-1].append(f"{gen:06d}/{k}.jpg")
                 k += 1
         return names
@@ -428,25 +448,6 @@ def _boxes_json(boxes: np.ndarray) -> str:
     return json.dumps(rows, separators=(",", ":"))
 
 
-def _remove_stale_builds(folder: Path) -> None:
-    """Remove the temporary folders that killed builds of ``folder`` left beside it (their process gone)."""
-    pattern = re.compile(rf"^{re.escape(TEMP_PREFIX + folder.name)}-(\d+)-[0-9a-f]{{8}}$")
-    for path in folder.parent.glob(f"{TEMP_PREFIX}{folder.name}-*"):
-        match = pattern.match(path.name)
-        if match and path.is_dir() and not _alive(int(match.group(1))):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
 def _remove_orphans(folder: Path, meta: dict) -> list[Path]:
     """Remove what a killed add left: vectors files other than the current one, thumbnail folders of
     generations above the current one, and temporary files (callers hold the writer lock)."""
@@ -476,8 +477,8 @@ def build_index(folder, sources: Sequence[SourceTracklets], *, checkpoint: str, 
         raise ValueError(f"{folder} {what}; build into a new folder, or add to an index with "
                          "`robustreid index add`")
     folder.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_builds(folder)
-    tmp = folder.parent / f"{TEMP_PREFIX}{folder.name}-{os.getpid()}-{secrets.token_hex(4)}"
+    remove_stale_temp_files(folder.parent, name=folder.name, folders=True)  # what killed builds left
+    tmp = temp_path(folder)
     try:
         create_index(tmp, checkpoint=checkpoint, dim=dim, store=store, model_sha256=model_sha256).add(
             sources, on_stage=on_stage)
