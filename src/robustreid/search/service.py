@@ -4,7 +4,9 @@
 routes by resource, pydantic response models); it holds no state beyond the opened index, its embedder and
 one lock. ``robustreid serve`` runs it with uvicorn.
 
-Routes (all ``/api`` routes and thumbnails need ``Authorization: Bearer <token>`` when a token is set):
+Routes (when a token is set, every route but the page and its ``/static/`` files needs
+``Authorization: Bearer <token>``; it is checked before the request body is read, and there is no
+``/openapi.json`` then):
 
 ====================================  =================================================================
 ``GET /``                              the search page (``static/``: HTML, JS, CSS; no CDN)
@@ -17,8 +19,9 @@ Routes (all ``/api`` routes and thumbnails need ``Authorization: Bearer <token>`
 ====================================  =================================================================
 
 Every error is a 4xx (or, for a fault of ours, a 500) with a one-line JSON body ``{"detail": "..."}``, never a
-traceback. The embedding and the vector search run under one lock: on 2 cores a second model run at the same
-time only slows both, so concurrent requests queue (uvicorn's thread pool) instead of failing.
+traceback. A search runs the same functions as ``robustreid search`` (:func:`.query.search_image`,
+:func:`.query.search_tracklet`), the embedding and the vector search under one lock: on 2 cores a second model
+run at the same time only slows both, so concurrent requests queue (uvicorn's thread pool) instead of failing.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -37,13 +41,22 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .embedding import Embedder, check_matches, load_embedder
-from .index import Hit, SearchIndex, open_index
-from .query import MAX_PIXELS, MAX_UPLOAD_BYTES, QueryError, check_k, decode_image
+from .index import MAX_ID, Hit, SearchIndex, open_index
+from .query import (
+    MAX_PIXELS,
+    MAX_UPLOAD_BYTES,
+    QueryError,
+    check_k,
+    decode_image,
+    search_image,
+    search_tracklet,
+)
 
 __all__ = ["STATIC_DIR", "CameraOut", "HitOut", "SearchOut", "TrackletOut", "create_app"]
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 _FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the small fields around the image
+TrackletId = Annotated[int, PathParam(ge=0, le=MAX_ID)]  # SQLite's integer range: no OverflowError, a 422
 
 
 class HitOut(BaseModel):
@@ -91,6 +104,29 @@ class TrackletOut(BaseModel):
 
 def _hit_out(hit: Hit) -> HitOut:
     return HitOut(**hit.as_dict(), thumbnail_url=f"/thumbnails/{hit.tracklet_id}")
+
+
+class _TokenGuard:
+    """ASGI middleware: with a ``token``, every HTTP request but the page (``/``) and its ``/static/`` files
+    needs ``Authorization: Bearer <token>`` (a 401 otherwise). A middleware, not a route dependency, so the
+    check comes before the body is read, and no route can be added without it."""
+
+    def __init__(self, app, token: str | None):
+        self.app, self.token = app, token
+
+    async def __call__(self, scope, receive, send):
+        path = scope.get("path", "")
+        if (scope["type"] != "http" or self.token is None or path == "/" or path.startswith("/static/")
+                or _bearer_ok(dict(scope.get("headers") or []).get(b"authorization", b""), self.token)):
+            return await self.app(scope, receive, send)
+        response = JSONResponse({"detail": "missing or wrong token: send Authorization: Bearer <token>"},
+                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        return await response(scope, receive, send)
+
+
+def _bearer_ok(header: bytes, token: str) -> bool:
+    scheme, _, given = header.decode("latin-1").partition(" ")
+    return scheme.lower() == "bearer" and secrets.compare_digest(given.strip().encode(), token.encode())
 
 
 class _BodyLimit:
@@ -141,18 +177,11 @@ def create_app(index_dir, token: str | None = None, embedder: Embedder | None = 
     check_matches(embed, index.meta, str(index_dir))
     compute = threading.Lock()
 
-    def authorised(request: Request) -> None:
-        if token is None:
-            return
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), token.encode()):
-            raise HTTPException(401, "missing or wrong token: send Authorization: Bearer <token>",
-                                headers={"WWW-Authenticate": "Bearer"})
-
-    app = FastAPI(title="robustreid search", version="1", docs_url=None, redoc_url=None)
+    app = FastAPI(title="robustreid search", version="1", docs_url=None, redoc_url=None,
+                  openapi_url=None if token is not None else "/openapi.json")
     app.add_middleware(_BodyLimit, limit=max_upload_bytes + _FORM_OVERHEAD)
+    app.add_middleware(_TokenGuard, token=token)  # added last: runs first
     app.state.index, app.state.embedder = index, embed
-    guarded = [Depends(authorised)]
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -172,60 +201,55 @@ def create_app(index_dir, token: str | None = None, embedder: Embedder | None = 
     async def internal_error(request: Request, exc: Exception):  # a fault of ours: one line, no traceback
         return JSONResponse({"detail": f"internal error ({type(exc).__name__})"}, status_code=500)
 
-    def run_search(vector_of, k: int, query: dict) -> SearchOut:
+    def run_search(hits_of, k: int, query: dict) -> SearchOut:
         start = time.perf_counter()
         with compute:  # one model run / one matrix product at a time (module docstring)
-            hits = index.search(vector_of(), k)[0]
+            hits = hits_of()
+        if hits is None:
+            raise HTTPException(404, f"no tracklet {query['tracklet']} in the index")
         return SearchOut(query=query, k=k, hits=[_hit_out(h) for h in hits],
                          seconds=round(time.perf_counter() - start, 4))
 
-    def stored_vector(tracklet_id: int):
-        vector = index.vector(tracklet_id)
-        if vector is None:
-            raise HTTPException(404, f"no tracklet {tracklet_id} in the index")
-        return vector[None]
-
-    @app.post("/api/search", response_model=SearchOut, dependencies=guarded)
+    @app.post("/api/search", response_model=SearchOut)
     def search(image: Annotated[UploadFile | None, File()] = None,
-               tracklet: Annotated[int | None, Form()] = None, k: Annotated[int, Form()] = 20) -> SearchOut:
+               tracklet: Annotated[int | None, Form(ge=0, le=MAX_ID)] = None,
+               k: Annotated[int, Form()] = 20) -> SearchOut:
         k = check_k(k)
         if (image is None) == (tracklet is None):
             raise QueryError("expected one of the fields image (a crop to upload) or tracklet (an id)", 422)
         if tracklet is not None:
-            vector = stored_vector(tracklet)
-            return run_search(lambda: vector, k, {"tracklet": tracklet})
+            return run_search(lambda: search_tracklet(index, tracklet, k), k, {"tracklet": tracklet})
         data = image.file.read(max_upload_bytes + 1)
-        pixels = decode_image(data, max_bytes=max_upload_bytes, max_pixels=max_pixels,
-                              name=image.filename or "image")
-        return run_search(lambda: embed([pixels]), k, {"image": image.filename or "image"})
+        name = image.filename or "image"
+        pixels = decode_image(data, max_bytes=max_upload_bytes, max_pixels=max_pixels, name=name)
+        return run_search(lambda: search_image(index, embed, pixels, k), k, {"image": name})
 
-    @app.post("/api/search/tracklet/{tracklet_id}", response_model=SearchOut, dependencies=guarded)
-    def search_tracklet(tracklet_id: int, k: Annotated[int, Query()] = 20) -> SearchOut:
+    @app.post("/api/search/tracklet/{tracklet_id}", response_model=SearchOut)
+    def search_by_tracklet(tracklet_id: TrackletId, k: Annotated[int, Query()] = 20) -> SearchOut:
         k = check_k(k)
-        vector = stored_vector(tracklet_id)
-        return run_search(lambda: vector, k, {"tracklet": tracklet_id})
+        return run_search(lambda: search_tracklet(index, tracklet_id, k), k, {"tracklet": tracklet_id})
 
-    @app.get("/api/tracklets/{tracklet_id}", response_model=TrackletOut, dependencies=guarded)
-    def get_tracklet(tracklet_id: int) -> TrackletOut:
+    @app.get("/api/tracklets/{tracklet_id}", response_model=TrackletOut)
+    def get_tracklet(tracklet_id: TrackletId) -> TrackletOut:
         row = index.tracklet(tracklet_id)
         if row is None:
             raise HTTPException(404, f"no tracklet {tracklet_id} in the index")
         fields = {name: row[name] for name in TrackletOut.model_fields if name in row}
         return TrackletOut(**fields, thumbnail_url=f"/thumbnails/{tracklet_id}")
 
-    @app.get("/api/cameras", response_model=list[CameraOut], dependencies=guarded)
+    @app.get("/api/cameras", response_model=list[CameraOut])
     def get_cameras() -> list[CameraOut]:
         return [CameraOut(**c) for c in index.cameras()]
 
-    @app.get("/api/info", dependencies=guarded)
+    @app.get("/api/info")
     def get_info() -> dict:
         info = index.info()
         return {key: info[key] for key in ("checkpoint", "dim", "store", "model_sha256", "generation",
                                            "sources", "tracklets")} | {"cameras": len(info["cameras"]),
                                                                        "token": token is not None}
 
-    @app.get("/thumbnails/{tracklet_id}", dependencies=guarded)
-    def thumbnail(tracklet_id: int) -> FileResponse:
+    @app.get("/thumbnails/{tracklet_id}")
+    def thumbnail(tracklet_id: TrackletId) -> FileResponse:
         path = index.thumbnail_path(tracklet_id)
         if path is None:
             raise HTTPException(404, f"no thumbnail for tracklet {tracklet_id}")
