@@ -2,8 +2,9 @@
 loopback port. It loads the page, uploads a query crop and checks that the hits shown are the ones the API
 returns for that query, clicks a hit (search with that tracklet), and answers the token prompt.
 
-Skipped, with the reason, only where chromium / chromedriver are not installed (``make browser`` installs them
-with apt-get where it can). ``SEARCH_SCREENSHOT=PATH`` saves a screenshot of the page with its hits."""
+Skipped, with the reason, only where chromium / chromedriver (or uvicorn / selenium) are not installed
+(``make browser`` installs the browser with apt-get where it can); with ``REQUIRE_BROWSER=1`` (for CI) that
+skip is a failure instead. ``SEARCH_SCREENSHOT=PATH`` saves a screenshot of the page with its hits."""
 
 import json
 import os
@@ -15,18 +16,31 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from search_cases import colour_embedder, colour_index, solid
+from search_cases import COLOURS, colour_embedder, colour_index, expected_order, solid
+
+from robustreid.search.embedding import normalize_rows
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-pytestmark = pytest.mark.skipif(
-    not (os.path.isfile(CHROMIUM) and os.path.isfile(CHROMEDRIVER)),
-    reason=f"no browser: {CHROMIUM} or {CHROMEDRIVER} is missing (apt-get install chromium "
-           "chromium-driver, or make browser)")
+REQUIRED = os.environ.get("REQUIRE_BROWSER") == "1"
+VECTORS = normalize_rows(list(COLOURS.values()))
 
-uvicorn = pytest.importorskip("uvicorn", reason="the service needs robustreid[search] (uvicorn)")
-webdriver = pytest.importorskip("selenium.webdriver",
-                                reason="the browser test needs selenium (robustreid[test])")
+
+def missing(reason: str):
+    """Skip this module with ``reason``, or fail it when ``REQUIRE_BROWSER=1`` (module docstring)."""
+    if REQUIRED:
+        pytest.fail(f"REQUIRE_BROWSER=1, but {reason}", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
+if not (os.path.isfile(CHROMIUM) and os.path.isfile(CHROMEDRIVER)):
+    missing(f"no browser: {CHROMIUM} or {CHROMEDRIVER} is missing (apt-get install chromium chromium-driver, "
+            "or make browser)")
+try:
+    import uvicorn
+    from selenium import webdriver
+except ImportError as err:
+    missing(f"the browser test needs robustreid[search] and robustreid[test] (uvicorn, selenium): {err}")
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -63,7 +77,7 @@ class LiveServer:
         self.thread.join(timeout=10)
 
 
-def api_search(url: str, image: Path, k: int, token: str | None = None) -> list[int]:
+def api_search(url: str, image: Path, k: int, token: str | None = None) -> list[dict]:
     boundary = "robustreidtest"
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"k\"\r\n\r\n{k}\r\n"
             f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{image.name}\"\r\n"
@@ -74,7 +88,7 @@ def api_search(url: str, image: Path, k: int, token: str | None = None) -> list[
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     with urllib.request.urlopen(request, timeout=30) as response:
-        return [h["tracklet_id"] for h in json.loads(response.read())["hits"]]
+        return json.loads(response.read())["hits"]
 
 
 def api_json(url: str, path: str, method: str = "GET"):
@@ -98,9 +112,15 @@ def browser(tmp_path):
     driver.quit()
 
 
-def shown_hits(driver) -> list[int]:
-    items = driver.find_elements(By.CSS_SELECTOR, "#hits li")
-    return [int(li.get_attribute("data-tracklet")) for li in items]
+def shown_details(driver) -> list[tuple[int, str, str]]:
+    """Each hit as the page shows it: tracklet id, camera text, distance text."""
+    return [(int(li.get_attribute("data-tracklet")), li.find_element(By.CSS_SELECTOR, ".cam").text,
+             li.find_element(By.CSS_SELECTOR, ".dist").text)
+            for li in driver.find_elements(By.CSS_SELECTOR, "#hits li")]
+
+
+def as_shown(hits: list[dict]) -> list[tuple[int, str, str]]:
+    return [(h["tracklet_id"], h["camera"], f"distance {h['distance']:.3f}") for h in hits]
 
 
 def status_is(driver, text: str, timeout: float = 30):
@@ -112,7 +132,8 @@ def test_the_page_shows_the_hits_the_api_returns(tmp_path, browser):
 
     colour_index(tmp_path / "idx")
     query = tmp_path / "query.png"
-    Image.fromarray(solid((230, 60, 20))).save(query)
+    colour = (230, 60, 20)
+    Image.fromarray(solid(colour)).save(query)
     app = create_app(tmp_path / "idx", embedder=colour_embedder())
     with LiveServer(app) as url:
         browser.get(url + "/")
@@ -122,8 +143,10 @@ def test_the_page_shows_the_hits_the_api_returns(tmp_path, browser):
         browser.find_element(By.ID, "k").send_keys("4")
         browser.find_element(By.ID, "file").send_keys(str(query))
         status_is(browser, "4 hits")
-        expected = api_search(url, query, 4)
-        assert shown_hits(browser) == expected
+        answer = api_search(url, query, 4)
+        expected = [h["tracklet_id"] for h in answer]
+        assert expected == [i + 1 for i in expected_order(colour, VECTORS)[:4]]  # known descriptors' order
+        assert shown_details(browser) == as_shown(answer)  # ids, cameras and distances as the API gave them
         bars = browser.find_elements(By.CSS_SELECTOR, "#timeline .bar")
         assert sorted(int(b.get_attribute("data-tracklet")) for b in bars) == sorted(expected)
         WebDriverWait(browser, 10).until(  # thumbnails fetched and shown
@@ -136,7 +159,8 @@ def test_the_page_shows_the_hits_the_api_returns(tmp_path, browser):
         status_is(browser, f"for tracklet {second}")
         answer = api_json(url, f"/api/search/tracklet/{second}?k=4", "POST")
         by_tracklet = [h["tracklet_id"] for h in answer["hits"]]
-        assert shown_hits(browser) == by_tracklet and by_tracklet[0] == second
+        assert by_tracklet == [i + 1 for i in expected_order(VECTORS[second - 1], VECTORS)[:4]]
+        assert shown_details(browser) == as_shown(answer["hits"]) and by_tracklet[0] == second
 
 
 def test_the_page_asks_for_the_token(tmp_path, browser):
@@ -155,7 +179,9 @@ def test_the_page_asks_for_the_token(tmp_path, browser):
         status_is(browser, "ready")
         browser.find_element(By.ID, "file").send_keys(str(query))
         status_is(browser, "hits in")
-        assert shown_hits(browser) == api_search(url, query, 20, token="s3cret")
+        answer = api_search(url, query, 20, token="s3cret")
+        assert [h["tracklet_id"] for h in answer] == [i + 1 for i in expected_order((20, 40, 230), VECTORS)]
+        assert shown_details(browser) == as_shown(answer)
 
 
 def _alert(driver):
