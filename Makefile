@@ -44,7 +44,7 @@ bench: $(STAMP)
 # Retrain the shipped weights (src/robustreid/zoo/) and their cards with this repository's own commands: synthetic
 # data of seeds 10-15, robustreid_1x and hacnn, evaluation; resumable (docs/MODEL_ZOO.md gives its time).
 weights: $(STAMP)
-	$(PY) scripts/make_weights.py --work runs/zoo
+	$(PY) scripts/make_weights.py --work runs/zoo1
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -5,7 +5,7 @@ Every step is one of this repository's own commands (``robustreid synth``, ``rob
 ``robustreid.zoo.pack_checkpoint`` writes ``src/robustreid/zoo/<name>.safetensors`` and its card
 ``<name>.json``.
 
-Data: the union of three generator seeds (``TRAIN_SEEDS``), disjoint from the demo's seeds (0, 1, 2) and from
+Data: the union of six generator seeds (``TRAIN_SEEDS``), disjoint from the demo's seeds (0, 1, 2) and from
 the validation seed (``VALIDATION_SEED``) used to choose settings; the paper trains its tracking model on a
 union
 of three datasets for a generic representation (Section 5), and each generator seed draws its own cameras.
@@ -13,7 +13,7 @@ of three datasets for a generic representation (Section 5), and each generator s
 Resumable: a run folder that holds a finished run is not trained again; one that holds an unfinished run is
 continued with ``train --resume``. So ``make weights`` can be stopped and started again across sessions.
 
-    python scripts/make_weights.py [--models robustreid_1x hacnn] [--work runs/zoo] [--zoo DIR] [--no-pack]
+    python scripts/make_weights.py [--models robustreid_1x hacnn] [--work runs/zoo1] [--zoo DIR] [--no-pack]
 """
 
 from __future__ import annotations
@@ -276,7 +276,7 @@ def card(name: str, work: Path, sets: dict, provenance: dict, figures: dict) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=list(RECIPES), choices=list(RECIPES))
-    parser.add_argument("--work", default="runs/zoo", help="data and run folders")
+    parser.add_argument("--work", default="runs/zoo1", help="data and run folders (v0 used runs/zoo)")
     parser.add_argument("--zoo", default=None, help="where to pack (default: the package's zoo folder)")
     parser.add_argument("--no-pack", action="store_true", help="train and evaluate only")
     parser.add_argument(
