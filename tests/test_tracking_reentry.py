@@ -121,6 +121,26 @@ def test_room_reentry_matches_the_right_identity_and_opens_a_new_one():
     assert by_x == {100: {1}, 250: {1}, 400: {2}, 600: {3}}
 
 
+def test_an_entry_never_takes_an_identity_whose_track_shared_its_frames():
+    # A lookalike of A (same embedding) enters at step 8 while A is still in view; A leaves after step 10
+    # (its track ends at step 14) and the lookalike's entry is decided on its 8th embedding, at step 15.
+    # A's identity is no longer alive then, but giving it to the lookalike would put identity 1 twice in
+    # frames 8-10: it opens a new identity instead.
+    room = RoomTracker([0], TrackerConfig(max_frames_lost=3),
+                       ReentryConfig(max_distance=0.2, entry_descriptors=8))
+    steps = [frame((100, EA)) for _ in range(7)]
+    steps += [frame((100, EA), (400, EA)) for _ in range(3)]
+    steps += [frame((400, EA)) for _ in range(10)]
+    for inputs in steps:
+        room.step({0: inputs})
+    room.finish()
+    assert [(d.track_id, d.identity, d.is_new) for d in room.decisions] == [(1, 1, True), (2, 2, True)]
+    rows = room.results(0)
+    for f in np.unique(rows[:, 0]):
+        ids = rows[rows[:, 0] == f, 1]
+        assert len(ids) == len(set(ids)), f"frame {f}: identities {ids}"
+
+
 def test_entry_query_is_the_mean_of_the_first_embeddings():
     # The entering track's first 3 embeddings are A, A, B: their mean direction (2, 1) / sqrt(5) is at
     # cosine distance 1 - 2 / sqrt(5) = 0.106 from A (accepted at 0.15), whereas the last one alone, or

@@ -226,6 +226,9 @@ class RoomTracker:
         self._identity: dict[int, dict[int, int]] = {c: {} for c in self.camids}  # camid -> track -> id
         self._pending: dict[int, list[int]] = {c: [] for c in self.camids}  # confirmed, no identity yet
         self._live: dict[int, dict[int, int]] = {c: {} for c in self.camids}  # camid -> identity -> tracks
+        # camid -> track -> first step with a row; camid -> identity -> last step one of its tracks was alive
+        self._first_step: dict[int, dict[int, int]] = {c: {} for c in self.camids}
+        self._left_at: dict[int, dict[int, int]] = {c: {} for c in self.camids}
         self._rows: dict[int, list[np.ndarray]] = {c: [] for c in self.camids}
 
     def identity_of(self, camid: int, track_id: int) -> int | None:
@@ -240,13 +243,17 @@ class RoomTracker:
         for c in self.camids:
             out = outputs[c]
             self._pending[c].extend(out.confirmed)
-            self._rows[c].append(out.mot_rows())
+            rows = out.mot_rows()
+            self._rows[c].append(rows)
+            for track_id in rows[:, 1].astype(int).tolist():
+                self._first_step[c].setdefault(track_id, self.step_index)
         self._decide(outputs, final=False)
         for c in self.camids:  # ended tracks leave the camera; their embeddings join the gallery
             for track_id, bank in outputs[c].ended.items():
                 identity = self._identity[c][track_id]
                 self.gallery.add(identity, bank)
                 self._live[c][identity] -= 1
+                self._left_at[c][identity] = self.step_index
                 if not self._live[c][identity]:
                     del self._live[c][identity]
         return outputs
@@ -291,8 +298,11 @@ class RoomTracker:
             if self.reentry is None:
                 results = [(self.gallery.new_identity(), True, float("inf")) for _ in ready]
             else:
-                results = self.gallery.assign(banks, excluded=self._live[c],
-                                              max_distance=self.reentry.max_distance)
+                # not candidates: identities alive in this camera, and those that left it after the entering
+                # tracks' first rows (their rows would share frames: one identity twice in a frame)
+                since = min(self._first_step[c].get(t, self.step_index) for t in ready)
+                excluded = set(self._live[c]) | {g for g, step in self._left_at[c].items() if step >= since}
+                results = self.gallery.assign(banks, excluded=excluded, max_distance=self.reentry.max_distance)
             for track_id, (identity, is_new, distance) in zip(ready, results):
                 self._identity[c][track_id] = identity
                 self._live[c][identity] = self._live[c].get(identity, 0) + 1
