@@ -72,8 +72,7 @@ def load_embedder(name: str, device=None) -> Embedder:
             raise FileNotFoundError(f"{name}: no such checkpoint (expected a .pt file, a shipped zoo:NAME or "
                                     f"'{HISTOGRAM}')")
         name = str(path.resolve())
-        with open(path, "rb") as f:
-            sha = hashlib.file_digest(f, "sha256").hexdigest()
+        sha = hashlib.sha256(path.read_bytes()).hexdigest()  # as zoo hashes its files (file_digest: 3.11+)
     extractor = FeatureExtractor(name, device=device, num_workers=0)
     return Embedder(name, int(extractor.feature_dim), extractor, sha)
 
