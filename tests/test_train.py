@@ -194,6 +194,36 @@ def test_nan_weights_are_never_saved_and_resume_rewrites_the_log(tiny_dataset, t
     assert not list(tmp_path.glob(".tmp-*"))
 
 
+@pytest.mark.slow
+def test_a_diverged_iterate_at_a_swag_cycle_end_never_enters_the_swag_moments(tiny_dataset, tmp_path, monkeypatch):
+    import robustreid.train as train_mod
+    from robustreid.swag import SWAG
+
+    cfg = tiny_cfg(**{"schedule.epochs": 1, "schedule.milestones": [], "schedule.warmup_epochs": 0,
+                      "schedule.swag_cycles": 2, "schedule.swag_cycle_epochs": 2, "swag_bma_samples": 0})
+    real, real_collect = train_mod.train_one_epoch, SWAG.collect
+    collected = []
+
+    def poisoned(net, *args, **kwargs):
+        stats = real(net, *args, **kwargs)
+        if stats["epoch"] == 4:  # the second SWAG cycle's last epoch: its iterate blew up
+            with torch.no_grad():
+                next(net.parameters()).fill_(float("nan"))
+        return stats
+
+    def spy(self, model):
+        collected.append(all(torch.isfinite(p).all() for p in model.parameters()))
+        return real_collect(self, model)
+
+    monkeypatch.setattr(train_mod, "train_one_epoch", poisoned)
+    monkeypatch.setattr(SWAG, "collect", spy)
+    with pytest.raises(TrainingDiverged, match="after epoch 4"):
+        fit(cfg, tiny_dataset, tmp_path, show_progress=False, log=lambda s: None)
+    assert collected == [True]  # the first cycle's finite snapshot only
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["epoch"] == 4 and state["swag"]["n_models"] == 1
+
+
 def test_unreadable_images_stop_the_run_before_it_starts(tiny_root, tmp_path):
     import shutil
 

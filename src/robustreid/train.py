@@ -435,13 +435,13 @@ def fit(
     run_start = time.perf_counter()
     for epoch in range(start_epoch, total):
         stats = train_one_epoch(net, loader, optimizer, criterion, epoch, cfg, dev, show_progress, scaler)
+        _check_finite(model, epoch)  # before SWAG collects the weights: a diverged iterate never enters its moments
         stage = "main" if epoch < cfg.schedule.epochs else "swag"
         record = {"kind": "train", "stage": stage, **stats}
         if stage == "swag" and swag_cycle_end(epoch, cfg.schedule):
             swag.collect(model)
             record["swag_snapshots"] = swag.n_models
         history.append(record)
-        _check_finite(model, epoch)
         if main_process:  # the epoch is safe before the evaluation runs; then the log line
             save_checkpoint(checkpoint(epoch + 1), last_path)
             logger.write(record)
