@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from robustreid.datasets import Record
-from robustreid.histogram import colour_histogram, histogram_dim, histogram_features
+from robustreid.histogram import colour_histogram, histogram_dim, histogram_features, image_colour_histogram
 
 
 def test_whole_crop_histogram_by_hand(tmp_path):
@@ -44,3 +44,17 @@ def test_histogram_dim_is_the_length_of_each_matchers_descriptor(tmp_path):
         "rgb_hist", bins=4)
     with pytest.raises(ValueError, match="matcher must be one of"):
         histogram_dim("hsv")
+
+
+@pytest.mark.parametrize("centre_grayworld", [True, False])
+def test_in_memory_histogram_equals_the_files(tmp_path, centre_grayworld):
+    img = np.random.default_rng(2).integers(0, 256, (50, 26, 3), dtype=np.uint8)
+    Image.fromarray(img).save(tmp_path / "a.png")
+    from_file = colour_histogram(str(tmp_path / "a.png"), centre_grayworld)
+    from_array = image_colour_histogram(img, centre_grayworld)
+    from_pil = image_colour_histogram(Image.fromarray(img), centre_grayworld)
+    assert from_array.shape == (histogram_dim("rgb_hist_centre_gw" if centre_grayworld else "rgb_hist"),)
+    np.testing.assert_array_equal(from_array, from_file)
+    np.testing.assert_array_equal(from_pil, from_array)
+    np.testing.assert_array_equal(image_colour_histogram(img[:, ::2], centre_grayworld),  # a strided view
+                                  image_colour_histogram(np.ascontiguousarray(img[:, ::2]), centre_grayworld))

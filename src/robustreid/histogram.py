@@ -17,14 +17,29 @@ from PIL import Image
 
 from .datasets import Record
 
-__all__ = ["MATCHERS", "colour_histogram", "histogram_dim", "histogram_features"]
+__all__ = ["MATCHERS", "colour_histogram", "histogram_dim", "histogram_features", "image_colour_histogram"]
 
 MATCHERS = ("rgb_hist", "rgb_hist_centre_gw")
 
 
 def colour_histogram(img_path: str, centre_grayworld: bool = True, bins: int = 8) -> np.ndarray:
-    """Square-rooted, normalised joint RGB histogram(s) of one image (see the module docstring)."""
-    a = np.asarray(Image.open(img_path).convert("RGB"), dtype=np.float32)
+    """Square-rooted, normalised joint RGB histogram(s) of one image file (see the module docstring)."""
+    with Image.open(img_path) as image:
+        return image_colour_histogram(image, centre_grayworld, bins)
+
+
+def image_colour_histogram(image: Image.Image | np.ndarray, centre_grayworld: bool = True,
+                           bins: int = 8) -> np.ndarray:
+    """``colour_histogram`` of an in-memory image: a PIL image (converted to RGB) or an HxWx3 uint8 RGB array
+    (any other array is read as ``Image.fromarray`` reads it). The same pixels give the same descriptor as
+    when read from a file."""
+    if isinstance(image, Image.Image):
+        image = image.convert("RGB")
+    else:
+        image = np.asarray(image)
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            image = Image.fromarray(np.ascontiguousarray(image)).convert("RGB")
+    a = np.asarray(image, dtype=np.float32)
     if centre_grayworld:
         h, w = a.shape[:2]
         a = a[h // 12: h - h // 12, w // 4: w - w // 4]

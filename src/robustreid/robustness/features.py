@@ -3,16 +3,14 @@ function such as ``ColourHistogramFeatures``, the colour-histogram baseline; and
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from ..evaluate import FeatureExtractor
-from ..histogram import MATCHERS, colour_histogram
+from ..histogram import MATCHERS, image_colour_histogram
 
 __all__ = ["ColourHistogramFeatures", "FeaturesFn", "describe", "model_features"]
 
@@ -21,8 +19,8 @@ FeaturesFn = Callable[[list], np.ndarray]  # images (HxWx3 uint8 arrays) -> (N, 
 
 class ColourHistogramFeatures:
     """A ``features_fn`` for the grid: the colour-histogram matcher (``robustreid.histogram``, the demo's
-    no-learning baseline) on image arrays. Each array is handed to ``histogram.colour_histogram`` as an
-    in-memory BMP (lossless), so the descriptors are exactly those of the same pixels read from a file."""
+    no-learning baseline) on image arrays, by ``histogram.image_colour_histogram``: the descriptors are
+    exactly those of the same pixels read from a file."""
 
     def __init__(self, matcher: str = "rgb_hist_centre_gw"):
         if matcher not in MATCHERS:
@@ -30,12 +28,8 @@ class ColourHistogramFeatures:
         self.matcher = matcher
 
     def __call__(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        feats = []
-        for image in images:
-            buffer = io.BytesIO()
-            Image.fromarray(image).save(buffer, format="BMP")
-            buffer.seek(0)
-            feats.append(colour_histogram(buffer, self.matcher == "rgb_hist_centre_gw"))
+        centre_grayworld = self.matcher == "rgb_hist_centre_gw"
+        feats = [image_colour_histogram(image, centre_grayworld) for image in images]
         return np.stack(feats).astype(np.float32)
 
     def __repr__(self) -> str:

@@ -10,13 +10,11 @@ refused.
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from .. import histogram
 
@@ -78,16 +76,12 @@ def load_embedder(name: str, device=None) -> Embedder:
 
 
 def _histogram_fn(matcher: str) -> Callable[[list[np.ndarray]], np.ndarray]:
-    """The colour histogram of image arrays: each handed to ``histogram.colour_histogram`` as an in-memory BMP
-    (lossless), so a crop gets the descriptor of the same pixels read from a file."""
+    """The colour histogram of image arrays (``histogram.image_colour_histogram``): a crop gets the descriptor
+    of the same pixels read from a file."""
     def fn(images: list[np.ndarray]) -> np.ndarray:
-        feats = []
-        for image in images:
-            buffer = io.BytesIO()
-            Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="BMP")
-            buffer.seek(0)
-            feats.append(histogram.colour_histogram(buffer, matcher == "rgb_hist_centre_gw"))
-        return np.stack(feats).astype(np.float32)
+        centre_grayworld = matcher == "rgb_hist_centre_gw"
+        return np.stack([histogram.image_colour_histogram(image, centre_grayworld)
+                         for image in images]).astype(np.float32)
     return fn
 
 
