@@ -8,6 +8,9 @@ the same shipped weights with ``--seeds`` sampler / classifier seeds and evaluat
 gallery; the first row is the shipped weights as they are. Prints a markdown table (mean ± sample sd).
 
     python benchmarks/finetune_study.py --root runs/zoo/val_s20 --steps 50 100 --lr 3e-3 1e-2 --seeds 0 1 2
+
+``--set KEY=VALUE`` changes the fine-tuning recipe in every cell (``train --set``'s keys), for example
+``--set loss.id_loss=false`` (triplet only: no freshly initialised classifier in the first steps).
 """
 
 from __future__ import annotations
@@ -21,16 +24,17 @@ import time
 
 from robustreid.amp import native_bf16
 from robustreid.checkpoint import load_checkpoint, model_from_checkpoint
-from robustreid.config import preset
+from robustreid.config import apply_overrides, parse_set, preset
 from robustreid.datasets import load_dataset
 from robustreid.demo import _iters_per_epoch, finetune_config, finetune_preset
 from robustreid.evaluate import evaluate, metrics_summary
 from robustreid.train import fit
 
 
-def cell(state, dataset, preset_name: str, steps: int, lr: float, seed: int, amp: bool) -> dict:
+def cell(state, dataset, preset_name: str, steps: int, lr: float, seed: int, amp: bool, sets: dict) -> dict:
     iters = _iters_per_epoch(dataset, preset(preset_name))
     cfg = finetune_config(steps, seed, amp, preset_name, iters_per_epoch=iters, lr=lr)
+    cfg = apply_overrides(cfg, sets)
     with tempfile.TemporaryDirectory(prefix="finetune-study-") as tmp:
         start = time.perf_counter()
         fit(dataclasses.replace(cfg, init="study"), dataset, tmp, show_progress=False, log=lambda s: None,
@@ -48,7 +52,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs="+", default=[50])
     parser.add_argument("--lr", type=float, nargs="+", default=[3e-3])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a fine-tuning recipe override for every cell (train --set's keys)")
     args = parser.parse_args()
+    sets = parse_set(args.set)
     state = load_checkpoint(args.checkpoint)
     preset_name = finetune_preset(state["arch"], args.checkpoint)
     dataset = load_dataset("market1501", args.root)
@@ -61,7 +68,7 @@ def main() -> None:
         for lr in args.lr:
             cells = []
             for seed in args.seeds:
-                cells.append(cell(state, dataset, preset_name, steps, lr, seed, amp))
+                cells.append(cell(state, dataset, preset_name, steps, lr, seed, amp, sets))
                 print(json.dumps(cells[-1]), flush=True)
             r1, mp = [c["rank1"] for c in cells], [c["mAP"] for c in cells]
             sd = (lambda v: statistics.stdev(v) if len(v) > 1 else 0.0)
@@ -69,6 +76,8 @@ def main() -> None:
                         f"{statistics.mean(mp):.1f} ± {sd(mp):.1f} | "
                         + ", ".join(f"{c['rank1']:.1f} / {c['mAP']:.1f}" for c in cells)
                         + f" | {statistics.mean(c['seconds'] for c in cells):.0f} |")
+    if args.set:
+        rows.insert(0, "fine-tuning overrides: " + " ".join(args.set) + "\n")
     print("\n".join(rows))
 
 
