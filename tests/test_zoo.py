@@ -384,6 +384,24 @@ def test_cards_markdown_renders_each_card_with_its_commands_and_figures():
     assert cards_markdown([]) == "No models are shipped yet.\n"
 
 
+def test_cards_markdown_adds_the_swag_stage_to_the_steps_time_and_commands():
+    from robustreid.zoo import cards_markdown
+
+    swag = {"command": "robustreid swag --from A --out B --cycles 5", "wall_seconds": 1800, "steps": 1530,
+            "epochs": 15, "shipped": "swa.pt",
+            "table3_train_union_test": {"start": {"rank1": 58.45, "mAP": 46.48},
+                                        "swa_mean": {"rank1": 61.0, "mAP": 49.04}}}
+    text = cards_markdown([_hand_card(swag_stage=swag)])
+    row = next(line for line in text.splitlines() if line.startswith("| `zoo:tiny`"))
+    assert "1750 (7) + 1530 (15) SWAG" in row and "60 min + 30 min SWAG, AMD EPYC" in row
+    lines = text.splitlines()
+    assert lines.index("robustreid swag --from A --out B --cycles 5") == \
+        lines.index("robustreid train --preset robust-reid-1x") + 1  # in the order they ran
+    assert "Shipped: the SWAG stage's `swa.pt`." in text
+    assert "(Table 3's rows, rank-1 / mAP): before the stage 58.5 / 46.5, SWA mean 61.0 / 49.0." in text
+    assert "SWAG" not in cards_markdown([_hand_card()])
+
+
 def test_replace_between_markers_keeps_the_rest_and_refuses_a_page_without_them():
     from robustreid.zoo import MARKERS, replace_between_markers
 

@@ -301,15 +301,20 @@ def cards_markdown(cards: list[dict]) -> str:
              "|---|---|---:|---:|---|---:|---|---:|---:|---|"]
     for c in cards:
         t, d, e = c.get("training", {}), c.get("data", {}), c.get("evaluation", {})
-        machine = t.get("machine", {})
+        machine, swag = t.get("machine", {}), c.get("swag_stage")
         where = f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, {t.get('precision', '?')}"
         minutes = f"{t['wall_seconds'] / 60:.0f} min" if t.get("wall_seconds") else "?"
+        steps = f"{t.get('steps', '?')} ({t.get('epochs', '?')})"
+        if swag:  # the main run, then the SWAG stage
+            swag_time = f"{swag['wall_seconds'] / 60:.0f} min SWAG" if swag.get("wall_seconds") else "SWAG"
+            minutes += f" + {swag_time}"
+            steps += f" + {swag.get('steps', '?')} ({swag.get('epochs', '?')}) SWAG"
         lines.append(
             f"| `zoo:{c['name']}` | {c['arch_name']} | {c['num_params'] / 1e6:.2f} M | "
             f"{c['size_bytes'] / 2**20:.1f} MB | "
             f"{d.get('identities', '?')} ids, {d.get('images', '?')} images, {d.get('cameras', '?')} cameras "
             f"(synthetic seeds {', '.join(map(str, d.get('generator_seeds', [])))}) | "
-            f"{t.get('steps', '?')} ({t.get('epochs', '?')}) | {minutes}, {where} | "
+            f"{steps} | {minutes}, {where} | "
             f"{_figures(e.get('demo_mean'))} | "
             f"{_figures(e.get('train_union_test'))} | `{c['sha256'][:12]}` |")
     for c in cards:
@@ -320,7 +325,13 @@ def cards_markdown(cards: list[dict]) -> str:
         lines += [s["command"] for s in d.get("sets", {}).values() if "command" in s]
         if t.get("command"):
             lines.append(t["command"])
-        lines += ["```", "", "| evaluated on | rank-1 | rank-5 | mAP | mINP | command |",
+        swag = c.get("swag_stage")
+        if swag and swag.get("command"):
+            lines.append(swag["command"])
+        lines += ["```", ""]
+        if swag:
+            lines += [f"Shipped: the SWAG stage's `{swag.get('shipped', '?')}`.", ""]
+        lines += ["| evaluated on | rank-1 | rank-5 | mAP | mINP | command |",
                   "|---|---:|---:|---:|---:|---|"]
         for key, m in e.items():
             if isinstance(m, dict) and "command" in m:
@@ -330,6 +341,14 @@ def cards_markdown(cards: list[dict]) -> str:
         if curve:
             lines += ["", "During training (held-out test of its data, rank-1 / mAP): " + ", ".join(
                 f"epoch {p['epoch'] + 1}: {p['rank1']:.1f} / {p['mAP']:.1f}" for p in curve) + "."]
+        table3 = (swag or {}).get("table3_train_union_test") or {}
+        if table3:
+            names = {"start": "before the stage", "sgd_last": "last SGD iterate", "swa_mean": "SWA mean",
+                     "bma": "SWAG Bayesian model average"}
+            lines += ["", "The SWAG stage on the held-out test of its data (Table 3's rows, rank-1 / mAP): "
+                      + ", ".join(f"{names.get(k, k)} {m['rank1']:.1f} / {m['mAP']:.1f}"
+                                  for k, m in table3.items())
+                      + "."]
     return "\n".join(lines) + "\n"
 
 
