@@ -389,8 +389,8 @@ def test_cards_markdown_adds_the_swag_stage_to_the_steps_time_and_commands():
 
     swag = {"command": "robustreid swag --from A --out B --cycles 5", "wall_seconds": 1800, "steps": 1530,
             "epochs": 15, "shipped": "swa.pt",
-            "table3_train_union_test": {"start": {"rank1": 58.45, "mAP": 46.48},
-                                        "swa_mean": {"rank1": 61.0, "mAP": 49.04}}}
+            "table3_train_union_test": {"swa_mean": {"rank1": 61.0, "mAP": 49.04},  # a card's keys are sorted
+                                        "start": {"rank1": 58.45, "mAP": 46.48}}}
     text = cards_markdown([_hand_card(swag_stage=swag)])
     row = next(line for line in text.splitlines() if line.startswith("| `zoo:tiny`"))
     assert "1750 (7) + 1530 (15) SWAG" in row and "60 min + 30 min SWAG, AMD EPYC" in row

@@ -346,8 +346,8 @@ def cards_markdown(cards: list[dict]) -> str:
             names = {"start": "before the stage", "sgd_last": "last SGD iterate", "swa_mean": "SWA mean",
                      "bma": "SWAG Bayesian model average"}
             lines += ["", "The SWAG stage on the held-out test of its data (Table 3's rows, rank-1 / mAP): "
-                      + ", ".join(f"{names.get(k, k)} {m['rank1']:.1f} / {m['mAP']:.1f}"
-                                  for k, m in table3.items())
+                      + ", ".join(f"{names[k]} {table3[k]['rank1']:.1f} / {table3[k]['mAP']:.1f}"
+                                  for k in names if k in table3)  # Table 3's order, whatever the JSON's
                       + "."]
     return "\n".join(lines) + "\n"
 
