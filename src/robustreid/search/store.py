@@ -18,7 +18,7 @@ Kinds (``STORES``):
   ``ef_search`` candidates per query). An add inserts the new vectors into the loaded graph and the whole
   graph is saved again as the new generation's file; each add loads and writes all of it.
 * ``faiss-ivf``: FAISS's ``IndexIVFFlat`` (approximate; ``nlist`` k-means lists trained at the first add, a
-  query scans ``nprobe`` of them); memory about that of the flat matrix; its build time is not measured yet.
+  query scans ``nprobe`` of them); memory about that of the flat matrix; docs/SEARCH.md has its build time.
 
 Which kind is the default is decided by ``benchmarks/bench_search.py`` (docs/SEARCH.md); a distributed engine
 (Milvus) would be another class with these six methods.
