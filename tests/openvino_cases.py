@@ -75,6 +75,22 @@ def test_openvino_fp32_from_onnx_and_ir_matches_torch(ov, market, tmp_path):
     assert embedder.embed(torch.zeros(0, 3, 160, 64)).shape == (0, model.feature_dim)
 
 
+def test_one_openvino_core_per_process_and_no_cpu_pinning(ov, market, tmp_path, monkeypatch):
+    # docs/TROUBLESHOOTING.md "OpenVINO in a long process": one Core per process, OpenVINO's pinning off
+    from robustreid import openvino_backend
+    from robustreid.openvino_backend import shared_core
+
+    model = calibrated("robustreid_1x", [r.img_path for r in market.train[:8]], **TINY)
+    export_onnx(model, tmp_path / "m.onnx")
+    first, second = openvino_embedder(tmp_path / "m.onnx"), openvino_embedder(tmp_path / "m.onnx")
+    core = shared_core()
+    assert shared_core() is core and openvino_backend._CORE == (openvino_backend.os.getpid(), core)
+    for embedder in (first, second):
+        assert embedder.compiled.get_property("ENABLE_CPU_PINNING") is False
+    monkeypatch.setattr(openvino_backend, "_CORE", (-1, core))  # made by another process (a fork's parent)
+    assert shared_core() is not core and shared_core() is shared_core()
+
+
 def test_openvino_bf16_keeps_rankings_and_extractor_matches_torch(ov, market, tmp_path):
     from robustreid.export import export_openvino
 

@@ -288,7 +288,7 @@ def export_openvino(checkpoint_or_model, out: str | os.PathLike, *, opset: int =
     Returns ``{"out", "bin", "bytes", "opset", "dynamic_batch", "arch_name", "feature_dim", "input_size",
     "openvino_version", "parity"}`` (``parity`` as in ``export_onnx``).
     """
-    from .openvino_backend import RT_INFO_SECTION, OpenVinoEmbedder, _import_openvino
+    from .openvino_backend import RT_INFO_SECTION, OpenVinoEmbedder, _import_openvino, shared_core
 
     ov = _import_openvino()
     opset = _check_opset(opset, dynamo=False)
@@ -306,7 +306,7 @@ def export_openvino(checkpoint_or_model, out: str | os.PathLike, *, opset: int =
     with tempfile.TemporaryDirectory(prefix="robustreid-openvino-") as tmp:
         onnx_path, xml = Path(tmp) / "model.onnx", Path(tmp) / "model.xml"
         onnx_path.write_bytes(proto.SerializeToString())
-        ov_model = ov.Core().read_model(str(onnx_path))
+        ov_model = shared_core().read_model(str(onnx_path))
         for key, value in props.items():
             ov_model.set_rt_info(value, [RT_INFO_SECTION, key.removeprefix(METADATA_PREFIX)])
         ov_model.set_rt_info(ov.__version__, [RT_INFO_SECTION, "openvino_version"])

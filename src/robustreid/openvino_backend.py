@@ -28,7 +28,7 @@ import torch
 from .inference import check_micro_batch
 from .onnx_backend import METADATA_PREFIX, _parse_metadata, embed_exported
 
-__all__ = ["PRECISIONS", "RT_INFO_SECTION", "OpenVinoEmbedder", "read_openvino_metadata"]
+__all__ = ["PRECISIONS", "RT_INFO_SECTION", "OpenVinoEmbedder", "read_openvino_metadata", "shared_core"]
 
 PRECISIONS = ("fp32", "bf16")
 _HINTS = {"fp32": "f32", "bf16": "bf16"}  # INFERENCE_PRECISION_HINT values
@@ -49,6 +49,22 @@ def _import_openvino():
         raise ModuleNotFoundError(f"openvino is not installed ({exc}); {_INSTALL_HINT}",
                                   name="openvino") from None
     return openvino
+
+
+_CORE: tuple[int, object] | None = None  # (pid, openvino.Core): see shared_core
+
+
+def shared_core():
+    """This process's one ``openvino.Core``, made on first use (a forked child makes its own).
+
+    Every reader, embedder and export in the library uses it instead of a new ``Core`` per call: a process
+    that made a new Core per model (the test suite, a long service) is where crashes beside PyTorch were
+    reported (docs/TROUBLESHOOTING.md, "OpenVINO in a long process"), and the Core holds the plugin's thread
+    pool, so one per process is also what OpenVINO's own samples do."""
+    global _CORE
+    if _CORE is None or _CORE[0] != os.getpid():
+        _CORE = (os.getpid(), _import_openvino().Core())
+    return _CORE[1]
 
 
 def _check_path(path) -> Path:
@@ -94,7 +110,7 @@ def read_openvino_metadata(path: str | os.PathLike) -> dict:
     dynamic batch axis). ``FileNotFoundError`` / ``ValueError`` name the file.
     """
     path = _check_path(path)
-    model = _read_model(_import_openvino().Core(), path)
+    model = _read_model(shared_core(), path)
     meta = _model_metadata(model, str(path))
     meta["format"] = "ir" if path.suffix.lower() == ".xml" else "onnx"
     meta["batch_size"] = _static_batch(model)
@@ -138,14 +154,16 @@ class OpenVinoEmbedder:
         self.num_threads = torch.get_num_threads() if num_threads is None else num_threads
         if isinstance(self.num_threads, bool) or not isinstance(self.num_threads, int) or self.num_threads < 1:
             raise ValueError(f"num_threads={num_threads!r}: expected an integer >= 1")
-        core = ov.Core()
+        core = shared_core()
         model = _read_model(core, self.path)
         self.metadata = _model_metadata(model, str(self.path))
         self.data_config = dict(self.metadata["data_config"])
         self.feature_dim = self.metadata["feature_dim"]
         self.batch_size = _static_batch(model)
+        # ENABLE_CPU_PINNING off: OpenVINO would pin its threads (and the calling thread) to cores that
+        # PyTorch's OpenMP threads in the same process use too
         config = {"INFERENCE_PRECISION_HINT": _HINTS[precision], "INFERENCE_NUM_THREADS": self.num_threads,
-                  "NUM_STREAMS": 1}
+                  "NUM_STREAMS": 1, "ENABLE_CPU_PINNING": False}
         try:
             self.compiled = core.compile_model(model, "CPU", config)
         except RuntimeError as exc:
