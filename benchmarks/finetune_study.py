@@ -58,6 +58,10 @@ def main() -> None:
     sets = parse_set(args.set)
     state = load_checkpoint(args.checkpoint)
     preset_name = finetune_preset(state["arch"], args.checkpoint)
+    try:  # a bad --set is refused before any evaluation or training
+        apply_overrides(finetune_config(iters_per_epoch=1, preset_name=preset_name), sets)
+    except ValueError as exc:
+        parser.error(str(exc))
     dataset = load_dataset("market1501", args.root)
     amp = native_bf16("cpu")
     zero = metrics_summary(evaluate(model_from_checkpoint(state).eval(), dataset, num_workers=2))

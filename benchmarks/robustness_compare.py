@@ -20,16 +20,22 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 
+def fail(message: str) -> None:
+    print(f"robustness_compare: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def read_runs(specs: list[str]) -> dict[str, dict]:
     runs = {}
     for spec in specs:
         name, sep, folder = spec.partition("=")
         if not sep or not name or not folder:
-            sys.exit(f"robustness_compare: error: --runs {spec!r}: expected NAME=DIR")
+            fail(f"--runs {spec!r}: expected NAME=DIR")
         path = Path(folder) / "summary.json"
-        if not path.is_file():
-            sys.exit(f"robustness_compare: error: {path} does not exist: expected a finished robustness run")
-        runs[name] = json.loads(path.read_text())
+        try:
+            runs[name] = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            fail(f"{path}: expected the summary.json of a finished robustness run ({type(exc).__name__})")
     return runs
 
 

@@ -227,9 +227,9 @@ def swag_stage(name: str, work: Path) -> dict | None:
         return json.loads(provenance_path.read_text())
     cmd = robustreid("swag", "--from", rel(work / name), "--out", rel(out), *options)
     provenance = {"command": shown(cmd), "commit": git_commit(), "machine": machine()}
-    seconds = run(cmd, work / f"{name}_swag.log")  # the command makes the folder (and refuses a foreign one)
-    provenance_path.write_text(json.dumps({**provenance, "wall_seconds": seconds}, indent=2))
-    return json.loads(provenance_path.read_text())
+    provenance["wall_seconds"] = run(cmd, work / f"{name}_swag.log")  # the command makes the folder
+    provenance_path.write_text(json.dumps(provenance, indent=2))
+    return provenance
 
 
 def shipped_checkpoint(name: str, work: Path) -> Path:
@@ -274,7 +274,8 @@ def swag_card(name: str, work: Path, provenance: dict, iterations: int | None) -
     """The SWAG stage's part of the card: its command, time, steps, and Table 3's rows on the held-out test of
     the union (the stage's start, the last SGD iterate, the SWA mean, the Bayesian model average)."""
     out = work / f"{name}_swag"
-    rows = [h for h in _history(out) if h.get("kind") == "train"]
+    history = _history(out)
+    rows = [h for h in history if h.get("kind") == "train"]
     summary = json.loads((out / "summary.json").read_text())
     keys = ("rank1", "rank5", "mAP", "mINP")
     return {
@@ -288,7 +289,7 @@ def swag_card(name: str, work: Path, provenance: dict, iterations: int | None) -
             for row in ("start", "sgd_last", "swa_mean", "bma") if row in summary
         },
         "curve": [
-            {k: h[k] for k in ("epoch", "rank1", "mAP")} for h in _history(out) if h.get("kind") == "eval"
+            {k: h[k] for k in ("epoch", "rank1", "mAP")} for h in history if h.get("kind") == "eval"
         ],
     }
 

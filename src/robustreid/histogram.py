@@ -17,7 +17,8 @@ from PIL import Image
 
 from .datasets import Record
 
-__all__ = ["MATCHERS", "colour_histogram", "histogram_dim", "histogram_features", "image_colour_histogram"]
+__all__ = ["MATCHERS", "colour_histogram", "histogram_dim", "histogram_features", "image_colour_histogram",
+           "image_histogram_features"]
 
 MATCHERS = ("rgb_hist", "rgb_hist_centre_gw")
 
@@ -65,3 +66,13 @@ def histogram_features(records: Sequence[Record], matcher: str = "rgb_hist_centr
     if matcher not in MATCHERS:
         raise ValueError(f"matcher must be one of {MATCHERS}, got {matcher!r}")
     return np.stack([colour_histogram(r.img_path, matcher == "rgb_hist_centre_gw") for r in records]).astype(np.float32)
+
+
+def image_histogram_features(images: Sequence[Image.Image | np.ndarray],
+                             matcher: str = "rgb_hist_centre_gw") -> np.ndarray:
+    """``histogram_features`` of in-memory images (PIL images or HxWx3 uint8 arrays, by
+    ``image_colour_histogram``): the rows the same pixels read from files would get."""
+    if matcher not in MATCHERS:
+        raise ValueError(f"matcher must be one of {MATCHERS}, got {matcher!r}")
+    centre_grayworld = matcher == "rgb_hist_centre_gw"
+    return np.stack([image_colour_histogram(image, centre_grayworld) for image in images]).astype(np.float32)

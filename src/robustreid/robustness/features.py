@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..evaluate import FeatureExtractor
-from ..histogram import MATCHERS, image_colour_histogram
+from ..histogram import MATCHERS, image_histogram_features
 
 __all__ = ["ColourHistogramFeatures", "FeaturesFn", "describe", "model_features"]
 
@@ -19,7 +19,7 @@ FeaturesFn = Callable[[list], np.ndarray]  # images (HxWx3 uint8 arrays) -> (N, 
 
 class ColourHistogramFeatures:
     """A ``features_fn`` for the grid: the colour-histogram matcher (``robustreid.histogram``, the demo's
-    no-learning baseline) on image arrays, by ``histogram.image_colour_histogram``: the descriptors are
+    no-learning baseline) on image arrays, by ``histogram.image_histogram_features``: the descriptors are
     exactly those of the same pixels read from a file."""
 
     def __init__(self, matcher: str = "rgb_hist_centre_gw"):
@@ -28,9 +28,7 @@ class ColourHistogramFeatures:
         self.matcher = matcher
 
     def __call__(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        centre_grayworld = self.matcher == "rgb_hist_centre_gw"
-        feats = [image_colour_histogram(image, centre_grayworld) for image in images]
-        return np.stack(feats).astype(np.float32)
+        return image_histogram_features(images, self.matcher)
 
     def __repr__(self) -> str:
         return f"ColourHistogramFeatures({self.matcher!r})"

@@ -9,6 +9,7 @@ refused.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -76,13 +77,9 @@ def load_embedder(name: str, device=None) -> Embedder:
 
 
 def _histogram_fn(matcher: str) -> Callable[[list[np.ndarray]], np.ndarray]:
-    """The colour histogram of image arrays (``histogram.image_colour_histogram``): a crop gets the descriptor
-    of the same pixels read from a file."""
-    def fn(images: list[np.ndarray]) -> np.ndarray:
-        centre_grayworld = matcher == "rgb_hist_centre_gw"
-        return np.stack([histogram.image_colour_histogram(image, centre_grayworld)
-                         for image in images]).astype(np.float32)
-    return fn
+    """The colour histogram of image arrays (``histogram.image_histogram_features``): a crop gets the
+    descriptor of the same pixels read from a file."""
+    return functools.partial(histogram.image_histogram_features, matcher=matcher)
 
 
 def check_matches(embed: Embedder, meta: dict, where: str) -> None:
