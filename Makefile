@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[test,tracking,openvino,search,faiss]'
+	$(PY) -m pip install --quiet -e '.[test,tracking,openvino,search,faiss,milvus]'
 	touch $(STAMP)
 
 demo: $(STAMP)

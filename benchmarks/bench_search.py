@@ -1,13 +1,19 @@
 """The vector stores of robustreid.search side by side at growing sizes: which one is the default.
 
 For each size of --sizes and each store of --stores (robustreid.search.store.STORES: exact, faiss-flat,
-faiss-ivf, faiss-hnsw), on the same unit vectors:
+faiss-ivf, faiss-hnsw, milvus), on the same unit vectors:
 
   build      seconds to make the store and add every vector (one add, as `index build` does), and the resident
              memory it added (RSS from /proc, MB; the vectors matrix itself is counted once, before any store)
   query      latency of one query at a time (as the service searches), p50 / p99 in ms over --queries queries,
              k = --k; and recall@k against the exact answer (the exact store's rows)
   file       the size of the saved store (MB) and the seconds to save and load it
+
+milvus is measured only when --stores names it (robustreid[milvus]): its collection goes into a Milvus Lite
+database in the temporary folder (in this process: its memory counts in build_rss_mb, its folder in file_mb),
+or, with ROBUSTREID_MILVUS_URI=http://HOST:19530 set, onto that server (its memory and disk are the server's,
+not counted here; the collection is dropped at the end). "load" is reading the pointer, connecting and loading
+the collection until the first query answers.
 
 The approximate stores can be searched with several settings from one build (--ivf-nprobe, --hnsw-ef): one row
 each, so the recall / latency trade-off shows in one run.
@@ -22,7 +28,7 @@ Memory: 10^6 x 1024 float32 is 4.1 GB for the matrix alone, and each FAISS store
 its graph); building HNSW at 10^6 x 1024 on 2 cores takes a long time (see docs/SEARCH.md).
 
 Usage: python benchmarks/bench_search.py [--sizes 10000 100000 1000000] [--dim 1024]
-           [--stores exact faiss-flat faiss-ivf faiss-hnsw] [--queries 200] [--k 10] [--threads 2]
+           [--stores exact faiss-flat faiss-ivf faiss-hnsw milvus] [--queries 200] [--k 10] [--threads 2]
            [--ivf-nprobe 16 64 256] [--hnsw-ef 64 128 256] [--clusters 20000]
 """
 
@@ -32,6 +38,7 @@ import argparse
 import gc
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -44,6 +51,23 @@ from robustreid.search.store import STORES, load_store, make_store, top_k
 def rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def disk_mb(path: Path) -> float:
+    """A file's size, or a folder's (every file below it), in MB."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
+    return path.stat().st_size / 1e6 if path.exists() else 0.0
+
+
+def new_store(kind: str, dim: int, folder: Path):
+    """An empty store of ``kind``; milvus's collection in a Lite database in ``folder`` (or on the server
+    ROBUSTREID_MILVUS_URI names), so that its save writes the pointer only, as in an index."""
+    if kind == "milvus":
+        from robustreid.search.milvus_store import URI_ENV
+
+        return STORES["milvus"](dim, uri=os.environ.get(URI_ENV) or str(folder / "milvus.db"))
+    return make_store(kind, dim)
 
 
 def unit_vectors(n: int, dim: int, rng: np.random.Generator, chunk: int = 65536) -> np.ndarray:
@@ -94,7 +118,7 @@ def bench_store(kind: str, vectors: np.ndarray, queries: np.ndarray, truth: np.n
     gc.collect()
     before = rss_mb()
     start = time.perf_counter()
-    store = make_store(kind, vectors.shape[1])
+    store = new_store(kind, vectors.shape[1], folder)
     if kind == "exact":
         store = STORES["exact"](vectors.shape[1], vectors)  # the matrix as it is: no copy (as a loaded .npy)
     else:
@@ -118,11 +142,22 @@ def bench_store(kind: str, vectors: np.ndarray, queries: np.ndarray, truth: np.n
     loaded.search(queries[:1], k)
     load = time.perf_counter() - start
     size = path.stat().st_size / 1e6
+    extra = {}
+    if kind == "milvus":  # the pointer, plus the Lite database it names (a server's disk is not counted)
+        from robustreid.search.milvus_store import is_lite, release
+
+        lite = is_lite(loaded.uri)
+        size += disk_mb(Path(loaded.uri)) if lite else 0.0
+        extra = {"engine": "milvus-lite" if lite else "milvus-server"}
+        loaded.drop()
+        release(loaded.uri)
+        if lite:
+            shutil.rmtree(loaded.uri, ignore_errors=True)
     del loaded
     path.unlink()
     common = {"kind": "store", "store": kind, "build_seconds": round(build, 3),
               "build_rss_mb": round(added, 1), "file_mb": round(size, 1), "save_seconds": round(save, 3),
-              "load_seconds": round(load, 3)}
+              "load_seconds": round(load, 3)} | extra
     return [common | row for row in rows_out]
 
 

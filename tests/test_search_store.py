@@ -93,8 +93,8 @@ def test_bad_inputs_are_value_errors(tmp_path):
         store.add(np.full((1, 4), np.nan))
     with pytest.raises(ValueError, match="k=0"):
         store.search(np.ones((1, 4)), 0)
-    with pytest.raises(ValueError, match="store 'milvus'"):
-        make_store("milvus", 4)
+    with pytest.raises(ValueError, match="store 'annoy'"):
+        make_store("annoy", 4)
     (tmp_path / "bad.npy").write_bytes(b"not numpy")
     with pytest.raises(ValueError, match="bad.npy: not a readable exact vector file"):
         load_store("exact", tmp_path / "bad.npy")

@@ -860,7 +860,9 @@ def _add_search_commands(sub) -> None:
     model.add_argument("--histogram", action="store_true", help="the colour histogram instead of a model")
     _add_index_inputs(q)
     q.add_argument("--store", choices=list(STORES), default=DEFAULT_STORE,
-                   help=f"the vector store (default {DEFAULT_STORE}; the faiss kinds need robustreid[faiss])")
+                   help=f"the vector store (default {DEFAULT_STORE}; the faiss kinds need robustreid[faiss], "
+                        "milvus robustreid[milvus]: Milvus Lite in OUT, or on the server "
+                        "ROBUSTREID_MILVUS_URI names)")
     q.add_argument("--device", default=None, help=_DEVICE_HELP)
     q.set_defaults(func=_cmd_index_build)
     q = index_sub.add_parser("add", help="add more cameras (sequences) or crops to an index, atomically")
@@ -929,7 +931,8 @@ _MODEL_HELP = ("a checkpoint (.pt) or a shipped model zoo:NAME (robustreid zoo l
 # Optional packages and the extra that installs them (pyproject.toml).
 _EXTRAS = {"trackeval": "tracking", "onnx": "onnx", "onnxruntime": "onnx", "onnxscript": "onnx",
            "openvino": "openvino", "fastapi": "search", "uvicorn": "search", "starlette": "search",
-           "multipart": "search", "python_multipart": "search", "faiss": "faiss"}
+           "multipart": "search", "python_multipart": "search", "faiss": "faiss", "pymilvus": "milvus",
+           "milvus_lite": "milvus"}
 
 
 def _one_line(exc: BaseException) -> str:

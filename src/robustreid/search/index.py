@@ -5,7 +5,9 @@ Layout of an index folder::
     index.sqlite             meta (checkpoint, dim, store kind, generation, vectors file), cameras, sources,
                              tracklets (camera, track id, first / last frame and time, boxes as JSON,
                              thumbnail file, vector row)
-    vectors-<generation>.npy the descriptors (.faiss for the FAISS kinds, robustreid.search.store)
+    vectors-<generation>.npy the descriptors (.faiss for the FAISS kinds; for milvus a .milvus.json pointer to
+                             the collection, robustreid.search.store)
+    milvus.db/               milvus only, Milvus Lite (the default; not with a server): the collection
     thumbs/<generation>/     one JPEG per tracklet added in that generation
 
 **Adding is atomic** (:meth:`SearchIndex.add`). The thumbnails go to a new ``thumbs/<g+1>/`` and all
@@ -22,7 +24,8 @@ Readers (:meth:`SearchIndex.search`) check the generation at each call and reloa
 committed since, so a running server sees new cameras without a restart. An add removes the previous
 generation's vectors file after its commit, so a reader that read the meta just before may find that file
 gone: it reads the meta again and loads the new file (:meth:`SearchIndex.store`). A store already loaded stays
-usable (the exact store's memory map keeps the removed file's data; the FAISS kinds are in memory).
+usable (the exact store's memory map keeps the removed file's data; the FAISS kinds are in memory; a milvus
+store's rows below its committed count never change).
 """
 
 from __future__ import annotations
@@ -62,7 +65,9 @@ THUMBS_DIR = "thumbs"
 LOCK_FILE = ".lock"
 FORMAT_VERSION = 1
 MAX_ID = 2**63 - 1  # SQLite's largest integer: a tracklet id above it is no row (and no OverflowError)
-_VECTORS = re.compile(r"^vectors-(\d{6})\.(npy|faiss)$")
+# every store kind's file (.npy, .faiss, .milvus.json): what _remove_orphans may remove
+_SUFFIXES = sorted({re.escape(cls.suffix) for cls in STORES.values()})
+_VECTORS = re.compile(r"^vectors-(\d{6})(" + "|".join(_SUFFIXES) + ")$")
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -19,9 +19,12 @@ Kinds (``STORES``):
   graph is saved again as the new generation's file; each add loads and writes all of it.
 * ``faiss-ivf``: FAISS's ``IndexIVFFlat`` (approximate; ``nlist`` k-means lists trained at the first add, a
   query scans ``nprobe`` of them); memory about that of the flat matrix; docs/SEARCH.md has its build time.
+* ``milvus``: the vectors in a Milvus collection (an existing distributed engine), embedded Milvus Lite in the
+  index folder by default, a Milvus server by URI in production; the saved file is a JSON pointer to the
+  collection with the committed row count (:mod:`robustreid.search.milvus_store`); needs
+  ``pip install 'robustreid[milvus]'``.
 
-Which kind is the default is decided by ``benchmarks/bench_search.py`` (docs/SEARCH.md); a distributed engine
-(Milvus) would be another class with these six methods.
+Which kind is the default is decided by ``benchmarks/bench_search.py`` (docs/SEARCH.md).
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from ..atomicfile import atomic_write
+from .checks import check_k, check_row, check_vectors
+from .milvus_store import MilvusStore
 
 __all__ = [
     "DEFAULT_STORE",
@@ -40,6 +45,7 @@ __all__ = [
     "FaissFlatStore",
     "FaissHNSWStore",
     "FaissIVFStore",
+    "MilvusStore",
     "load_store",
     "make_store",
     "store_suffix",
@@ -47,31 +53,6 @@ __all__ = [
 ]
 
 DEFAULT_STORE = "exact"
-
-
-def _check_vectors(vectors, dim: int | None) -> np.ndarray:
-    v = np.asarray(vectors, dtype=np.float32)
-    if v.ndim == 1:
-        v = v[None, :]
-    if v.ndim != 2:
-        raise ValueError(f"vectors: expected shape (N, D), got {v.shape}")
-    if dim is not None and v.shape[1] != dim:
-        raise ValueError(f"vectors: expected {dim} columns (the store's dimension), got {v.shape[1]}")
-    if not np.isfinite(v).all():
-        raise ValueError("vectors: expected finite values")
-    return np.ascontiguousarray(v)
-
-
-def _check_k(k) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k={k!r}: expected an integer >= 1")
-    return int(k)
-
-
-def _check_row(row, n: int) -> int:
-    if isinstance(row, bool) or not isinstance(row, (int, np.integer)) or not 0 <= row < n:
-        raise IndexError(f"row {row!r}: the store holds rows 0..{n - 1}")
-    return int(row)
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -105,14 +86,14 @@ class ExactStore:
         return self._vectors
 
     def vector(self, row: int) -> np.ndarray:
-        return np.array(self._vectors[_check_row(row, len(self))], dtype=np.float32)
+        return np.array(self._vectors[check_row(row, len(self))], dtype=np.float32)
 
     def add(self, vectors) -> None:
-        v = _check_vectors(vectors, self.dim)
+        v = check_vectors(vectors, self.dim)
         self._vectors = np.concatenate([np.asarray(self._vectors), v]) if len(self._vectors) else v
 
     def search(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
-        q, k = _check_vectors(queries, self.dim), _check_k(k)
+        q, k = check_vectors(queries, self.dim), check_k(k)
         return top_k(q @ np.asarray(self._vectors).T, k)
 
     def save(self, path) -> Path:
@@ -153,13 +134,13 @@ class _FaissStore:
         return self._index.reconstruct_n(0, len(self)) if len(self) else np.empty((0, self.dim), np.float32)
 
     def vector(self, row: int) -> np.ndarray:
-        return np.asarray(self._index.reconstruct(_check_row(row, len(self))), dtype=np.float32)
+        return np.asarray(self._index.reconstruct(check_row(row, len(self))), dtype=np.float32)
 
     def add(self, vectors) -> None:
-        self._index.add(_check_vectors(vectors, self.dim))
+        self._index.add(check_vectors(vectors, self.dim))
 
     def search(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
-        q, k = _check_vectors(queries, self.dim), _check_k(k)
+        q, k = check_vectors(queries, self.dim), check_k(k)
         k = min(k, len(self))
         if k == 0:
             return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
@@ -234,7 +215,7 @@ class FaissIVFStore(_FaissStore):
         return self._index.reconstruct_n(0, len(self))
 
     def vector(self, row: int) -> np.ndarray:
-        row = _check_row(row, len(self))
+        row = check_row(row, len(self))
         self._direct_map()
         return super().vector(row)
 
@@ -245,7 +226,7 @@ class FaissIVFStore(_FaissStore):
             self._has_direct_map = True
 
     def add(self, vectors) -> None:
-        v = _check_vectors(vectors, self.dim)
+        v = check_vectors(vectors, self.dim)
         if self._index is None:
             if not len(v):
                 return
@@ -265,7 +246,7 @@ class FaissIVFStore(_FaissStore):
 
     def search(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self._index is None:
-            q, _ = _check_vectors(queries, self.dim), _check_k(k)
+            q, _ = check_vectors(queries, self.dim), check_k(k)
             return np.empty((len(q), 0), np.float32), np.empty((len(q), 0), np.int64)
         return super().search(queries, k)
 
@@ -285,7 +266,8 @@ class FaissIVFStore(_FaissStore):
         return store
 
 
-STORES = {cls.kind: cls for cls in (ExactStore, FaissFlatStore, FaissHNSWStore, FaissIVFStore)}
+STORES = {cls.kind: cls for cls in (ExactStore, FaissFlatStore, FaissHNSWStore, FaissIVFStore,
+                                         MilvusStore)}
 
 
 def _check_kind(kind: str) -> type:
