@@ -41,7 +41,7 @@ try:
     from selenium import webdriver
 except ImportError as err:
     missing(f"the browser test needs robustreid[search] and robustreid[test] (uvicorn, selenium): {err}")
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -108,8 +108,20 @@ def browser(tmp_path):
         options.add_argument(flag)
     os.environ.setdefault("SE_AVOID_STATS", "true")
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+    # Selenium waits 300 s for a page by default; the page is a few kB from loopback, so a load that takes a
+    # minute has hung (once seen: a run stopped here after ~5 min): fail it with a message instead.
+    driver.set_page_load_timeout(60)
+    driver.set_script_timeout(30)
     yield driver
     driver.quit()
+
+
+def open_page(driver, url: str) -> None:
+    """``driver.get(url)``, tried a second time when the first load times out (a stalled headless start)."""
+    try:
+        driver.get(url)
+    except TimeoutException:
+        driver.get(url)
 
 
 def shown_details(driver) -> list[tuple[int, str, str]]:
@@ -136,7 +148,7 @@ def test_the_page_shows_the_hits_the_api_returns(tmp_path, browser):
     Image.fromarray(solid(colour)).save(query)
     app = create_app(tmp_path / "idx", embedder=colour_embedder())
     with LiveServer(app) as url:
-        browser.get(url + "/")
+        open_page(browser, url + "/")
         status_is(browser, "ready")
         assert len(browser.find_elements(By.CSS_SELECTOR, "#timeline .lane")) == 2
         browser.find_element(By.ID, "k").clear()
@@ -171,7 +183,7 @@ def test_the_page_asks_for_the_token(tmp_path, browser):
     Image.fromarray(solid((20, 40, 230))).save(query)
     app = create_app(tmp_path / "idx", token="s3cret", embedder=colour_embedder())
     with LiveServer(app) as url:
-        browser.get(url + "/")
+        open_page(browser, url + "/")
         alert = WebDriverWait(browser, 20).until(lambda d: _alert(d))
         assert "token" in alert.text
         alert.send_keys("s3cret")
