@@ -637,3 +637,32 @@ def test_fit_balances_a_fresh_run_only(tiny_dataset, tmp_path, monkeypatch):
     assert calls == [(cfg.schedule.base_lr, 1e-2)]
     with pytest.raises(ValueError, match="init_relative_update"):
         tiny_cfg(init_relative_update=-1)
+
+
+@pytest.mark.slow
+def test_freeze_bn_trains_the_weights_and_keeps_every_batchnorm_statistic(tiny_dataset, tmp_path):
+    from torch import nn
+
+    from robustreid.model import build_model
+
+    def bn_stats(state):
+        return {k: v for k, v in state.items() if k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+
+    torch.manual_seed(0)
+    start = build_model("robustreid_1x", tiny_dataset.num_train_pids).state_dict()
+    n_bn = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in build_model("robustreid_1x", 3).modules())
+    assert len(bn_stats(start)) == 3 * n_bn > 0
+    schedule = {"epochs": 1, "warmup_epochs": 0, "milestones": []}
+    for freeze in (True, False):
+        out = tmp_path / f"freeze_{freeze}"
+        pretrained = {"model": start, "arch": build_model("robustreid_1x", 3).arch.to_dict()}
+        fit(tiny_cfg(freeze_bn=freeze, schedule=schedule), tiny_dataset, out, show_progress=False,
+            final_eval=False, pretrained=pretrained)
+        state = load_checkpoint(out / "last.pt")["model"]
+        moved = {k for k, v in bn_stats(state).items() if not torch.equal(v, start[k])}
+        conv = next(k for k in state if k.endswith("weight") and state[k].ndim == 4)
+        assert not torch.equal(state[conv], start[conv])  # the weights trained either way
+        if freeze:
+            assert moved == set()  # eval-mode BatchNorm: running statistics used, never updated
+        else:
+            assert len(moved) == len(bn_stats(start))  # train mode: every statistic follows the batches

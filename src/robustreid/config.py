@@ -164,6 +164,11 @@ class TrainConfig:
     # The weights a fresh run starts from (a checkpoint path or a shipped "zoo:NAME"; robustreid train --init):
     # every weight but the identity classifiers, at epoch 0 of this schedule. None = the network's own init.
     init: str | None = None
+    # Fine-tuning with the BatchNorm statistics of the weights it starts from: every BatchNorm layer stays in
+    # eval mode during training (its running mean / variance are used and not updated; its affine weights still
+    # learn). Not in the paper; a common choice for short fine-tuning on small batches. False = the usual
+    # train mode, where each batch's statistics normalise and replace the running ones.
+    freeze_bn: bool = False
     amp: bool = False  # autocast: bfloat16 on CPU and on CUDA that has it, else float16 (robustreid.amp)
     deterministic: bool = False
 

@@ -47,8 +47,8 @@ from .losses import ReIDCriterion
 from .model import Architecture, ReIDNet, arch_name, build_model, resolve_architecture
 from .schedule import lr_at, swag_cycle_end
 
-__all__ = ["TrainingDiverged", "scale_invariant_layers", "balance_init", "check_pretrained_arch",
-           "load_pretrained_weights", "pretrained_state", "train_one_epoch", "fit", "config_from_checkpoint",
+__all__ = ["TrainingDiverged", "scale_invariant_layers", "balance_init", "freeze_batchnorm_stats",
+           "check_pretrained_arch", "load_pretrained_weights", "pretrained_state", "train_one_epoch", "fit", "config_from_checkpoint",
            "check_inputs"]
 
 
@@ -111,6 +111,16 @@ def balance_init(model: nn.Module, loss_fn: Callable[[], torch.Tensor], lr: floa
 
 
 # ---- init: from pretrained weights (fine-tuning) --------------------------------------------------------------
+
+
+def freeze_batchnorm_stats(model: nn.Module) -> int:
+    """Put every BatchNorm layer of ``model`` (in train mode) into eval mode: batches are normalised with the
+    running statistics, which no longer change; the affine weights keep their gradients (``cfg.freeze_bn``).
+    Returns how many layers were frozen."""
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m in layers:
+        m.eval()
+    return len(layers)
 
 
 def check_pretrained_arch(arch: Architecture, state: dict, source: str = "the pretrained checkpoint") -> None:
@@ -268,6 +278,8 @@ def train_one_epoch(
     ``scaler``: a gradient scaler for float16 autocast (``amp.needs_grad_scaler``); None for float32 / bfloat16.
     """
     model.train()
+    if cfg.freeze_bn:
+        freeze_batchnorm_stats(model)
     loader.sampler.set_epoch(epoch)
     iters = len(loader)
     totals: dict[str, float] = {}
