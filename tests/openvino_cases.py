@@ -39,7 +39,7 @@ def openvino_embedder(path, precision="fp32", **options):
 
 def test_openvino_fp32_from_onnx_and_ir_matches_torch(ov, market, tmp_path):
     from robustreid.export import export_openvino
-    from robustreid.openvino_backend import RT_INFO_SECTION, read_openvino_metadata
+    from robustreid.openvino_backend import RT_INFO_SECTION, read_openvino_metadata, shared_core
 
     model = calibrated("robustreid_1x", [r.img_path for r in market.train[:8]], **TINY)
     onnx_path, xml = tmp_path / "m.onnx", tmp_path / "ir" / "m.xml"
@@ -50,7 +50,7 @@ def test_openvino_fp32_from_onnx_and_ir_matches_torch(ov, market, tmp_path):
 
     # The metadata travels in the IR itself (its own rt_info section) and reads back as the ONNX file's.
     meta, onnx_meta = read_openvino_metadata(xml), read_onnx_metadata(onnx_path)
-    assert ov.Core().read_model(str(xml)).has_rt_info([RT_INFO_SECTION, "data_config"])
+    assert shared_core().read_model(str(xml)).has_rt_info([RT_INFO_SECTION, "data_config"])
     for key in ("arch_name", "arch", "data_config", "feature_dim", "quantization"):
         assert meta[key] == onnx_meta[key]
     assert meta["format"] == "ir" and meta["batch_size"] is None
@@ -87,12 +87,24 @@ def test_one_openvino_core_per_process_and_no_cpu_pinning(ov, market, tmp_path, 
     assert shared_core() is core and openvino_backend._CORE == (openvino_backend.os.getpid(), core)
     for embedder in (first, second):
         assert embedder.compiled.get_property("ENABLE_CPU_PINNING") is False
-    monkeypatch.setattr(openvino_backend, "_CORE", (-1, core))  # made by another process (a fork's parent)
-    assert shared_core() is not core and shared_core() is shared_core()
+    assert {first, second} <= set(openvino_backend._EMBEDDERS)  # what a forked child keeps alive
+
+    # Made by another process (a fork's parent): refused in one line, the inherited Core neither replaced nor
+    # dropped (test_export.py's test_openvino_in_a_forked_child_is_refused_and_exits_cleanly forks for real)
+    inherited = (-1, core)
+    monkeypatch.setattr(openvino_backend, "_CORE", inherited)
+    refused = r"started in process -1 before .* cannot run in a forked child.*'spawn'"
+    with pytest.raises(RuntimeError, match=refused) as info:
+        shared_core()
+    assert "\n" not in str(info.value) and openvino_backend._CORE is inherited
+    monkeypatch.setattr(first, "_pid", -1)
+    with pytest.raises(RuntimeError, match=r"OpenVinoEmbedder\(m\.onnx\)\.embed: .*" + refused):
+        first.embed(torch.zeros(1, 3, 160, 64))
 
 
 def test_openvino_bf16_keeps_rankings_and_extractor_matches_torch(ov, market, tmp_path):
     from robustreid.export import export_openvino
+    from robustreid.openvino_backend import shared_core
 
     model = calibrated("robustreid_1x", [r.img_path for r in market.train], **SMALL)
     xml = tmp_path / "small.xml"
@@ -111,7 +123,7 @@ def test_openvino_bf16_keeps_rankings_and_extractor_matches_torch(ov, market, tm
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*no bfloat16 support", category=UserWarning)
         bf16 = FeatureExtractor(xml, batch_size=16, backend="openvino", precision="bf16")
-    capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    capabilities = shared_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     if "BF16" not in capabilities:  # the hint is ignored: bf16 would be compared with fp32, nothing to learn
         assert bf16.model.execution_precision == "fp32"
         pytest.skip(f"{BF16_ABSENT} (OpenVINO's OPTIMIZATION_CAPABILITIES: {capabilities}): the bf16 hint runs "

@@ -1,6 +1,7 @@
 """ONNX export, the onnxruntime extractor and INT8 quantization, checked against PyTorch on equal inputs."""
 
 import copy
+import json
 import subprocess
 import sys
 import warnings
@@ -366,9 +367,12 @@ def test_export_command_writes_checked_fp32_and_int8_models(market, tmp_path, ca
 BF16_ABSENT = "no native bfloat16 on this CPU"
 
 
+OPENVINO_ABSENT = "the openvino extra is not installed: pip install 'robustreid[openvino]'"
+
+
 def test_openvino_cases_in_a_child_process():
     """The OpenVINO cases (``openvino_cases.py``) in a pytest process of their own: see that file's docstring."""
-    pytest.importorskip("openvino", reason="the openvino extra is not installed: pip install 'robustreid[openvino]'")
+    pytest.importorskip("openvino", reason=OPENVINO_ABSENT)
     cases = Path(__file__).with_name("openvino_cases.py")
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(cases)],
                           capture_output=True, text=True, timeout=900, cwd=Path(__file__).parents[1])
@@ -380,3 +384,105 @@ def test_openvino_cases_in_a_child_process():
     assert ("skipped" in proc.stdout.splitlines()[-1]) is bool(skips), proc.stdout[-4000:]
     for line in skips:
         warnings.warn(f"openvino_cases.py: {line}", stacklevel=1)
+
+
+# Run by test_openvino_in_a_forked_child_is_refused_and_exits_cleanly in a fresh interpreter (pytest itself
+# never forks): OpenVINO runs (export, an embedder), then three forked children each leave through sys.exit
+# (interpreter shutdown, which destroyed the inherited Core and hung before the fix); one still running after
+# 15 s is SIGKILLed and reported "hung".
+FORK_SCRIPT = r"""
+import json, os, signal, sys, time
+import numpy as np
+import torch
+from PIL import Image
+from robustreid import openvino_backend
+from robustreid.evaluate import FeatureExtractor
+from robustreid.export import export_openvino
+from robustreid.model import build_model
+
+torch.set_num_threads(1)
+folder = sys.argv[1]
+torch.manual_seed(0)
+model = build_model("robustreid_1x", stem_channels=8, stage_channels=(32, 32, 32), stage_repeats=(0, 0, 0),
+                    feat_dim=16, conv_init="fan_out").eval()
+xml = os.path.join(folder, "tiny.xml")
+export_openvino(model, xml)  # compiles and runs the IR: OpenVINO's threads exist from here on
+embedder = openvino_backend.OpenVinoEmbedder(xml)
+batch = torch.randn(2, 3, 160, 64, generator=torch.Generator().manual_seed(0))
+embedder.embed(batch)
+core = openvino_backend._CORE
+OUTCOMES = {10: "refused", 11: "ran", 12: "another error", 13: "_CORE replaced"}
+
+
+def refused(call):
+    start = time.monotonic()
+    try:
+        call()
+    except RuntimeError as exc:
+        if "forked child" not in str(exc) or "\n" in str(exc) or time.monotonic() - start > 5:
+            print(f"unexpected error: {exc!r}", file=sys.stderr)
+            return 12
+        return 10 if openvino_backend._CORE is core else 13
+    return 11
+
+
+def in_child(action):
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:
+        sys.exit(action())  # a normal exit: interpreter shutdown in the child
+    deadline = time.monotonic() + 15
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            code = os.waitstatus_to_exitcode(status)
+            return OUTCOMES.get(code, f"exit {code}")
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return "hung"
+        time.sleep(0.05)
+
+
+results = {"shared_core": in_child(lambda: refused(openvino_backend.shared_core)),
+           "embed": in_child(lambda: refused(lambda: embedder.embed(batch))),
+           "exit": in_child(lambda: 0)}
+rng = np.random.default_rng(0)
+paths = []
+for i in range(5):
+    path = os.path.join(folder, f"img{i}.png")
+    Image.fromarray((rng.random((20 + 4 * i, 10, 3)) * 255).astype(np.uint8)).resize((40, 90)).save(path)
+    paths.append(path)
+inline = FeatureExtractor(xml, backend="openvino", batch_size=2)(paths)
+forked = FeatureExtractor(xml, backend="openvino", batch_size=2, num_workers=2)(paths)  # workers forked now
+results["workers_equal"] = inline.shape == (5, 32) and bool(torch.allclose(inline, forked, atol=1e-6, rtol=0))
+print(json.dumps(results), flush=True)
+"""
+
+
+def test_openvino_in_a_forked_child_is_refused_and_exits_cleanly(tmp_path):
+    """A child forked after OpenVINO ran: ``shared_core()`` and an inherited embedder raise at once, a child
+    that leaves OpenVINO alone exits cleanly (all three hung before), and DataLoader workers forked after
+    OpenVINO (which only decode images) give the descriptors of an extraction without workers."""
+    pytest.importorskip("openvino", reason=OPENVINO_ABSENT)
+    proc = subprocess.run([sys.executable, "-c", FORK_SCRIPT, str(tmp_path)], capture_output=True, text=True,
+                          timeout=90, cwd=Path(__file__).parents[1])
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    expected = {"shared_core": "refused", "embed": "refused", "exit": "exit 0", "workers_equal": True}
+    assert results == expected, proc.stderr[-4000:]
+
+
+def test_openvino_torch_soak_survives():
+    """``benchmarks/openvino_torch_soak.py``: training, torch and OpenVINO inference, compiling and destroying
+    models and forked loader workers in one process, each phase at least once, without a crash, a hang or a
+    changed output."""
+    pytest.importorskip("openvino", reason=OPENVINO_ABSENT)
+    root = Path(__file__).parents[1]
+    soak = root / "benchmarks" / "openvino_torch_soak.py"
+    proc = subprocess.run([sys.executable, str(soak), "--seconds", "8", "--phase-timeout", "30"],
+                          capture_output=True, text=True, timeout=150, cwd=root)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["survived"] is True and result["consistent"] is True, result
+    assert all(phase["runs"] >= 1 for phase in result["phases"].values()), result["phases"]

@@ -14,12 +14,21 @@ says what the plugin chose, and asking for bf16 there gives a ``UserWarning``.
 
 ``openvino`` is an optional dependency (``pip install 'robustreid[openvino]'``); it is imported only when a
 function here needs it, so ``import robustreid.openvino_backend`` works without it.
+
+OpenVINO does not survive ``fork``: a child forked after OpenVINO has run in its parent hangs as soon as it
+runs a model, compiles one or destroys an object inherited from the parent (its thread pools' threads were not
+copied). So in such a child ``shared_core()`` and an inherited ``OpenVinoEmbedder`` raise a one-line
+``RuntimeError`` (use a ``spawn`` or ``forkserver`` process for OpenVINO), and the inherited Core and
+embedders are kept alive there, never destroyed, so that a child which does not use OpenVINO (a DataLoader
+worker decoding images) still exits cleanly (docs/TROUBLESHOOTING.md, "OpenVINO in a long process").
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import warnings
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -52,19 +61,49 @@ def _import_openvino():
 
 
 _CORE: tuple[int, object] | None = None  # (pid, openvino.Core): see shared_core
+_EMBEDDERS: weakref.WeakSet = weakref.WeakSet()  # this process's live OpenVinoEmbedders: see _pin_inherited
+
+
+def _refuse_forked(owner_pid: int, what: str) -> None:
+    """A one-line ``RuntimeError`` if ``what`` belongs to OpenVINO in process ``owner_pid``, not this one."""
+    if owner_pid != os.getpid():
+        raise RuntimeError(
+            f"{what}: OpenVINO was started in process {owner_pid} before this process ({os.getpid()}) was "
+            "forked from it; OpenVINO cannot run in a forked child (it hangs); use a 'spawn' or 'forkserver' "
+            "process for it, e.g. multiprocessing.get_context('spawn') or "
+            "DataLoader(..., multiprocessing_context='spawn')")
 
 
 def shared_core():
-    """This process's one ``openvino.Core``, made on first use (a forked child makes its own).
+    """This process's one ``openvino.Core``, made on first use.
 
     Every reader, embedder and export in the library uses it instead of a new ``Core`` per call: a process
     that made a new Core per model (the test suite, a long service) is where crashes beside PyTorch were
     reported (docs/TROUBLESHOOTING.md, "OpenVINO in a long process"), and the Core holds the plugin's thread
-    pool, so one per process is also what OpenVINO's own samples do."""
+    pool, so one per process is also what OpenVINO's own samples do.
+
+    In a child forked after its parent made the Core, this raises a one-line ``RuntimeError`` and leaves the
+    inherited Core alone: a new Core, or destroying the inherited one, hangs there (``_pin_inherited``). Run
+    OpenVINO in a ``spawn`` or ``forkserver`` process instead."""
     global _CORE
-    if _CORE is None or _CORE[0] != os.getpid():
+    if _CORE is None:
         _CORE = (os.getpid(), _import_openvino().Core())
+    _refuse_forked(_CORE[0], "openvino_backend.shared_core()")
     return _CORE[1]
+
+
+def _pin_inherited() -> None:
+    """In a forked child (``os.register_at_fork``): one reference more, never released, on the Core and every
+    embedder inherited from the parent. Their destructors wait for thread-pool threads that were not copied
+    by fork, so the child must never run them: not when the child drops them, and not at interpreter exit
+    (which clears module globals, so a module-level list would not do; a leaked reference does)."""
+    inherited = ([_CORE[1]] if _CORE is not None else []) + list(_EMBEDDERS)
+    for obj in inherited:
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_pin_inherited)
 
 
 def _check_path(path) -> Path:
@@ -176,9 +215,14 @@ class OpenVinoEmbedder:
                           f"({', '.join(core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES'))}); "
                           "it runs in fp32", UserWarning, stacklevel=2)
         self._request = self.compiled.create_infer_request()
+        self._pid = os.getpid()  # the process whose OpenVINO threads run this model (see _pin_inherited)
+        _EMBEDDERS.add(self)
 
     def embed(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """Preprocessed images ``(B, 3, H, W)`` at the model's input size -> float32 CPU tensor ``(B, D)``."""
+        """Preprocessed images ``(B, 3, H, W)`` at the model's input size -> float32 CPU tensor ``(B, D)``.
+
+        In a child forked after this embedder was made: a one-line ``RuntimeError`` (OpenVINO would hang)."""
+        _refuse_forked(self._pid, f"OpenVinoEmbedder({self.path.name}).embed")
         return embed_exported(self, images, self._infer)
 
     __call__ = embed
