@@ -402,6 +402,28 @@ def test_cards_markdown_adds_the_swag_stage_to_the_steps_time_and_commands():
     assert "SWAG" not in cards_markdown([_hand_card()])
 
 
+def test_cards_markdown_adds_the_continued_stage_after_the_swag_stage():
+    from robustreid.zoo import cards_markdown
+
+    swag = {"command": "robustreid swag --from A --out B", "wall_seconds": 1800, "steps": 1530, "epochs": 15,
+            "shipped": "last.pt"}
+    continued = {"command": "robustreid train --init B/last.pt --out C", "wall_seconds": 4200, "steps": 1859,
+                 "epochs": 11, "shipped": "last.pt", "curve": [{"epoch": 3, "rank1": 51.52, "mAP": 38.67}]}
+    text = cards_markdown([_hand_card(swag_stage=swag, continued_stage=continued)])
+    row = next(line for line in text.splitlines() if line.startswith("| `zoo:tiny`"))
+    assert "1750 (7) + 1530 (15) SWAG + 1859 (11) continued" in row
+    assert "60 min + 30 min SWAG + 70 min continued, AMD EPYC" in row
+    lines = text.splitlines()
+    main_run = lines.index("robustreid train --preset robust-reid-1x")  # the commands in the order they ran
+    assert lines.index("robustreid swag --from A --out B") == main_run + 1
+    assert lines.index("robustreid train --init B/last.pt --out C") == main_run + 2
+    assert "Shipped: the continued stage's `last.pt` (it started from the SWAG stage's `last.pt`)." in text
+    assert "Shipped: the SWAG stage's" not in text
+    assert "During the continued stage (held-out test of its data, rank-1 / mAP): epoch 4: 51.5 / 38.7." \
+        in text
+    assert "continued" not in cards_markdown([_hand_card(swag_stage=swag)])
+
+
 def test_replace_between_markers_keeps_the_rest_and_refuses_a_page_without_them():
     from robustreid.zoo import MARKERS, replace_between_markers
 

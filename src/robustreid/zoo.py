@@ -305,10 +305,11 @@ def cards_markdown(cards: list[dict]) -> str:
         where = f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, {t.get('precision', '?')}"
         minutes = f"{t['wall_seconds'] / 60:.0f} min" if t.get("wall_seconds") else "?"
         steps = f"{t.get('steps', '?')} ({t.get('epochs', '?')})"
-        if swag:  # the main run, then the SWAG stage
-            swag_time = f"{swag['wall_seconds'] / 60:.0f} min SWAG" if swag.get("wall_seconds") else "SWAG"
-            minutes += f" + {swag_time}"
-            steps += f" + {swag.get('steps', '?')} ({swag.get('epochs', '?')}) SWAG"
+        for stage, label in ((swag, "SWAG"), (c.get("continued_stage"), "continued")):  # in order of running
+            if stage:
+                wall = stage.get("wall_seconds")
+                minutes += f" + {wall / 60:.0f} min {label}" if wall else f" + {label}"
+                steps += f" + {stage.get('steps', '?')} ({stage.get('epochs', '?')}) {label}"
         lines.append(
             f"| `zoo:{c['name']}` | {c['arch_name']} | {c['num_params'] / 1e6:.2f} M | "
             f"{c['size_bytes'] / 2**20:.1f} MB | "
@@ -325,11 +326,13 @@ def cards_markdown(cards: list[dict]) -> str:
         lines += [s["command"] for s in d.get("sets", {}).values() if "command" in s]
         if t.get("command"):
             lines.append(t["command"])
-        swag = c.get("swag_stage")
-        if swag and swag.get("command"):
-            lines.append(swag["command"])
+        swag, continued = c.get("swag_stage"), c.get("continued_stage")
+        lines += [stage["command"] for stage in (swag, continued) if stage and stage.get("command")]
         lines += ["```", ""]
-        if swag:
+        if continued:
+            start = f" (it started from the SWAG stage's `{swag.get('shipped', '?')}`)" if swag else ""
+            lines += [f"Shipped: the continued stage's `{continued.get('shipped', '?')}`{start}.", ""]
+        elif swag:
             lines += [f"Shipped: the SWAG stage's `{swag.get('shipped', '?')}`.", ""]
         lines += ["| evaluated on | rank-1 | rank-5 | mAP | mINP | command |",
                   "|---|---:|---:|---:|---:|---|"]
@@ -337,10 +340,11 @@ def cards_markdown(cards: list[dict]) -> str:
             if isinstance(m, dict) and "command" in m:
                 lines.append(f"| {key} | {m['rank1']:.1f} | {m['rank5']:.1f} | {m['mAP']:.1f} | "
                              f"{m.get('mINP', float('nan')):.1f} | `{m['command']}` |")
-        curve = t.get("curve") or []
-        if curve:
-            lines += ["", "During training (held-out test of its data, rank-1 / mAP): " + ", ".join(
-                f"epoch {p['epoch'] + 1}: {p['rank1']:.1f} / {p['mAP']:.1f}" for p in curve) + "."]
+        for when, curve in (("During training", t.get("curve")),
+                            ("During the continued stage", (continued or {}).get("curve"))):
+            if curve:  # each on the held-out test of the data it trained on
+                lines += ["", f"{when} (held-out test of its data, rank-1 / mAP): " + ", ".join(
+                    f"epoch {p['epoch'] + 1}: {p['rank1']:.1f} / {p['mAP']:.1f}" for p in curve) + "."]
         table3 = (swag or {}).get("table3_train_union_test") or {}
         if table3:
             names = {"start": "before the stage", "sgd_last": "last SGD iterate", "swa_mean": "SWA mean",
