@@ -75,6 +75,8 @@ def test_finetune_config_is_the_preset_at_a_constant_lower_lr_for_whole_epochs()
     assert (cfg.model, cfg.loss, cfg.optim) == (full.model, full.loss, full.optim)
     assert cfg.data == dataclasses.replace(full.data, random_erasing=0.0, pad=0)  # PK 8 x 4 kept, no augmentation
     assert (cfg.seed, cfg.amp, cfg.eval_every_epochs, cfg.init_relative_update) == (3, True, 0, 0.0)
+    assert cfg.freeze_bn is demo.FINETUNE_FREEZE_BN is True  # the shipped BatchNorm statistics are kept
+    assert finetune_config(50, iters_per_epoch=51, freeze_bn=False).freeze_bn is False
     s = cfg.schedule
     assert (s.epochs, s.warmup_epochs, s.milestones, s.swag_cycles, s.total_epochs) == (1, 0, (), 0, 1)
     assert demo.FINETUNE_LR < full.schedule.base_lr  # a lower peak than training from scratch (3e-2)
@@ -227,6 +229,9 @@ def test_demo_figures_match_independent_evaluations(tiny_demo, zoo, monkeypatch)
     assert changed and finetuned["epoch"] == 1
     assert finetuned["config"]["init"] == "zoo:robustreid_1x"
     assert finetuned["config"]["schedule"]["base_lr"] == demo.FINETUNE_LR
+    assert finetuned["config"]["freeze_bn"] is True
+    bn = [k for k in shipped if k.endswith(("running_mean", "running_var"))]
+    assert bn and all(torch.equal(finetuned["model"][k], shipped[k]) for k in bn)  # frozen: the shipped ones
     # tracking: the saved percentages are the results files scored against the ground truth
     street = evaluate_tracking(read_gt(out / "scenes" / "street" / "cam1" / "gt" / "gt.txt"),
                                read_results(out / "tracking" / "street" / "reid" / "cam1.txt"),
