@@ -192,18 +192,16 @@ def train_command(name: str, work: Path, amp: bool) -> list[str]:
                       "--epochs", str(EPOCHS), *(["--amp"] if amp else []), *overrides)
 
 
-def train(name: str, work: Path, amp: bool) -> dict:
-    """Train (or resume, or reuse) the run ``work/name``; returns its provenance (command, commit,
-    machine)."""
-    run_dir = work / name
+def train_run(run_dir: Path, cmd: list[str], amp: bool, what: str = "run") -> dict:
+    """Run ``robustreid train`` command ``cmd`` into ``run_dir``, or resume it, or reuse it when finished;
+    returns its provenance (command, commit, machine, precision, wall time)."""
     provenance_path = run_dir / "provenance.json"
     if (run_dir / "summary.json").is_file():
-        print(f"{run_dir}: finished run, not trained again", flush=True)
+        print(f"{run_dir}: finished {what}, not trained again", flush=True)
         return json.loads(provenance_path.read_text())
     if (run_dir / "last.pt").is_file():
         run(robustreid("train", "--resume", str(run_dir)), run_dir / "train.log")
         return json.loads(provenance_path.read_text())
-    cmd = train_command(name, work, amp)
     run_dir.mkdir(parents=True, exist_ok=True)
     provenance = {
         "command": shown(cmd),
@@ -215,6 +213,11 @@ def train(name: str, work: Path, amp: bool) -> dict:
     provenance["wall_seconds"] = run(cmd, run_dir / "train.log")
     provenance_path.write_text(json.dumps(provenance, indent=2))
     return provenance
+
+
+def train(name: str, work: Path, amp: bool) -> dict:
+    """The main run ``work/name`` (trained, resumed or reused); returns its provenance."""
+    return train_run(work / name, train_command(name, work, amp), amp)
 
 
 def swag_stage(name: str, work: Path) -> dict | None:
@@ -246,26 +249,13 @@ def continued_stage(name: str, work: Path, amp: bool) -> dict | None:
     its provenance, None for a model without one."""
     if name not in CONTINUED_STAGES:
         return None
-    out = work / f"{name}_s2"
-    provenance_path = out / "provenance.json"
-    if (out / "summary.json").is_file():
-        print(f"{out}: finished continued stage, not run again", flush=True)
-        return json.loads(provenance_path.read_text())
-    if (out / "last.pt").is_file():
-        run(robustreid("train", "--resume", str(out)), out / "train.log")
-        return json.loads(provenance_path.read_text())
     start = work / (f"{name}_swag" if name in SWAG_STAGES else name) / (
         SWAG_STAGES[name][1] if name in SWAG_STAGES else "last.pt")
+    out = work / f"{name}_s2"
     cmd = robustreid("train", "--preset", RECIPES[name][0], *union_args(work, model_seeds(name)),
                      "--out", rel(out), "--init", rel(start), *(["--amp"] if amp else []),
                      *CONTINUED_STAGES[name])
-    out.mkdir(parents=True, exist_ok=True)
-    provenance = {"command": shown(cmd), "commit": git_commit(), "machine": machine(),
-                  "precision": "bfloat16 autocast" if amp else "float32"}
-    provenance_path.write_text(json.dumps(provenance, indent=2))
-    provenance["wall_seconds"] = run(cmd, out / "train.log")
-    provenance_path.write_text(json.dumps(provenance, indent=2))
-    return provenance
+    return train_run(out, cmd, amp, "continued stage")
 
 
 def shipped_checkpoint(name: str, work: Path) -> Path:

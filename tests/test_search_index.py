@@ -111,23 +111,29 @@ def test_an_add_that_fails_midway_leaves_the_index_as_it_was(tmp_path, stage):
     assert len(reopened.store()) == len(reopened)
 
 
-def test_a_killed_add_leaves_the_index_as_it_was(tmp_path):
-    folder = tmp_path / "idx"
-    colour_index(folder)
-    before = disk_state(folder)
+def add_killed_at(folder, stage: str = "vectors") -> subprocess.CompletedProcess:
+    """``one_more_source()`` added to the index in ``folder`` by a child process that SIGKILLs itself when the
+    add reaches ``stage``."""
     script = textwrap.dedent(f"""
         import os, signal, sys
         sys.path.insert(0, {str(ROOT / 'tests')!r})
         from test_search_index import one_more_source
         from robustreid.search.index import open_index
         def kill(stage):
-            if stage == "vectors":
+            if stage == {stage!r}:
                 os.kill(os.getpid(), signal.SIGKILL)
         open_index({str(folder)!r}).add([one_more_source()], on_stage=kill)
     """)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=120,
+    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=120,
                           check=False)
+
+
+def test_a_killed_add_leaves_the_index_as_it_was(tmp_path):
+    folder = tmp_path / "idx"
+    colour_index(folder)
+    before = disk_state(folder)
+    proc = add_killed_at(folder, "vectors")
     assert proc.returncode == -9, proc.stderr.decode()
     # killed midway: the new generation's files are there
     assert (folder / "vectors-000002.npy").is_file() and (folder / "thumbs" / "000002").is_dir()

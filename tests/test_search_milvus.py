@@ -3,17 +3,14 @@ independent reference: the same answers, rows as added, the pointer file, a kill
 command line with --store milvus, and the one-line errors (a missing package, a locked database, a URI)."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 from search_cases import COLOURS, colour_index, expected_order, query_crop, write_tiny_scene
-from test_search_index import one_more_source
+from test_search_index import add_killed_at, one_more_source
 
 from robustreid.search.embedding import normalize_rows
 from robustreid.search.index import open_index
@@ -25,7 +22,6 @@ pytest.importorskip("milvus_lite", reason="milvus-lite is not installed (robustr
 from robustreid.search import milvus_store  # noqa: E402
 from robustreid.search.milvus_store import URI_ENV, MilvusStore  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 INSTALL = "pip install 'robustreid[milvus]'"
 VECTORS = normalize_rows(list(COLOURS.values()))
 
@@ -170,19 +166,7 @@ def test_a_killed_add_leaves_the_index_usable_and_the_next_add_works(tmp_path):
     query = normalize_rows([(0, 0.6, 0.8)])  # the killed add's vector: a perfect match if it were seen
     before = [(h.tracklet_id, round(h.distance, 5)) for h in open_index(folder).search(query, k=5)[0]]
     milvus_store.release(str(folder / "milvus.db"))  # Lite serves one process: let the child open it
-    script = textwrap.dedent(f"""
-        import os, signal, sys
-        sys.path.insert(0, {str(ROOT / 'tests')!r})
-        from test_search_index import one_more_source
-        from robustreid.search.index import open_index
-        def kill(stage):
-            if stage == "vectors":
-                os.kill(os.getpid(), signal.SIGKILL)
-        open_index({str(folder)!r}).add([one_more_source()], on_stage=kill)
-    """)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=120,
-                          check=False)
+    proc = add_killed_at(folder, "vectors")
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
     assert (folder / "vectors-000002.milvus.json").is_file()  # killed after its pointer was written
     index = open_index(folder)  # removes the orphaned pointer
