@@ -1,16 +1,17 @@
 """How the demo should fine-tune the shipped weights: steps x learning rate x seeds, on a validation set.
 
 The demo (``robustreid.demo``, stage 4) fine-tunes ``zoo:robustreid_1x`` on its training split for a fixed
-number of SGD steps at a constant learning rate (``demo.finetune_config``). Those two settings are chosen
-here, on a synthetic set of another generator seed than the demo's (0, 1, 2) and the shipped weights'
-(10, 11, 12): ``robustreid synth runs/zoo/val_s20 --seed 20`` (the demo's sizes). Each cell fine-tunes from
+number of SGD steps at a constant learning rate, BatchNorm frozen (``demo.finetune_config``). Those settings
+are chosen here, on a synthetic set of another generator seed than the demo's (0, 1, 2) and the shipped
+weights' (10-19): ``robustreid synth runs/zoo1/val_s20 --seed 20`` (the demo's sizes). Each cell fine-tunes from
 the same shipped weights with ``--seeds`` sampler / classifier seeds and evaluates on that set's query /
 gallery; the first row is the shipped weights as they are. Prints a markdown table (mean ± sample sd).
 
-    python benchmarks/finetune_study.py --root runs/zoo/val_s20 --steps 50 100 --lr 3e-3 1e-2 --seeds 0 1 2
+    python benchmarks/finetune_study.py --root runs/zoo1/val_s20 --steps 50 100 --lr 3e-3 1e-2 --seeds 0 1 2
 
 ``--set KEY=VALUE`` changes the fine-tuning recipe in every cell (``train --set``'s keys), for example
-``--set loss.id_loss=false`` (triplet only: no freshly initialised classifier in the first steps).
+``--set loss.id_loss=false`` (triplet only: no freshly initialised classifier in the first steps) or
+``--set freeze_bn=false`` (BatchNorm in train mode, the recipe before it was frozen).
 """
 
 from __future__ import annotations
