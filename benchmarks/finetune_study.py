@@ -3,8 +3,8 @@
 The demo (``robustreid.demo``, stage 4) fine-tunes ``zoo:robustreid_1x`` on its training split for a fixed
 number of SGD steps at a constant learning rate, BatchNorm frozen (``demo.finetune_config``). Those settings
 are chosen here, on a synthetic set of another generator seed than the demo's (0, 1, 2) and the shipped
-weights' (10-19): ``robustreid synth runs/zoo1/val_s20 --seed 20`` (the demo's sizes). Each cell fine-tunes from
-the same shipped weights with ``--seeds`` sampler / classifier seeds and evaluates on that set's query /
+weights' (10-19): ``robustreid synth runs/zoo1/val_s20 --seed 20`` (the demo's sizes). Each cell fine-tunes
+from the same shipped weights with ``--seeds`` sampler / classifier seeds and evaluates on that set's query /
 gallery; the first row is the shipped weights as they are. Prints a markdown table (mean ± sample sd).
 
     python benchmarks/finetune_study.py --root runs/zoo1/val_s20 --steps 50 100 --lr 3e-3 1e-2 --seeds 0 1 2
