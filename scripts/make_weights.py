@@ -85,6 +85,11 @@ CONTINUED_STAGES = {  # name -> train options (beside --preset, --dataset, --roo
     "robustreid_1x": ["--epochs", "11", "--set", "schedule.warmup_epochs=1",
                       "--set", "schedule.milestones=[7,10]", "--set", "schedule.swag_cycles=0",
                       "--set", "data.color_jitter=0.8", "--set", "eval_every_epochs=4", "--set", "seed=11"],
+    # HA-CNN on the same union with the same step budget as robustreid_1x's three stages (2,244 + 1,530 +
+    # 1,859 = 5,633 steps): 20 epochs of 169 batches (3,380 steps; 5,624 in all) from its main run's last.pt,
+    # the continued stage's shape scaled (3e-2 for 13 epochs, 3e-3 for 5, 3e-4 for 2; the preset: no warmup).
+    "hacnn": ["--epochs", "20", "--set", "schedule.milestones=[13,18]", "--set", "schedule.swag_cycles=0",
+              "--set", "data.color_jitter=0.8", "--set", "eval_every_epochs=5", "--set", "seed=11"],
 }
 
 
