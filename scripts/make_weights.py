@@ -425,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
             path = pack(checkpoint, name, model_card, args.zoo)
             print(f"{name}: packed {path}", flush=True)
     if not args.no_pack:
+        record_ordering(args.zoo)
         render_docs(args.zoo)
     return 0
 
@@ -440,6 +441,23 @@ def pack(checkpoint: Path, name: str, model_card: dict, zoo_dir) -> Path:
     model.reset_classifier(0)
     slim = {**model_state(model), "config": state.get("config"), "versions": state.get("versions")}
     return pack_checkpoint(slim, name, model_card, zoo_dir=zoo_dir)
+
+
+def record_ordering(zoo_dir) -> None:
+    """Each shipped card gets ``table2_ordering`` (``zoo.table2_ordering``): where robustreid_1x stands
+    against hacnn on the demo sets, from the two cards' own figures (the issue asks the card to say so when
+    Table 2's ordering does not hold). Only the JSON changes; the weights and their sha256 do not."""
+    from robustreid.atomicfile import write_text
+    from robustreid.zoo import ZOO_DIR, card_json, list_zoo, table2_ordering
+
+    cards = list_zoo(zoo_dir)
+    ordering = table2_ordering(cards)
+    if ordering is None:
+        return
+    folder = Path(zoo_dir) if zoo_dir else Path(os.environ.get("ROBUSTREID_ZOO_DIR") or ZOO_DIR)
+    for c in cards:
+        if c["name"] in ordering["models"]:
+            write_text(folder / f"{c['name']}.json", card_json({**c, "table2_ordering": ordering}))
 
 
 def render_docs(zoo_dir) -> None:

@@ -384,6 +384,38 @@ def test_cards_markdown_renders_each_card_with_its_commands_and_figures():
     assert cards_markdown([]) == "No models are shipped yet.\n"
 
 
+def _with_demo_mean(name, rank1, mAP):
+    card = _hand_card(name)
+    card["evaluation"] = {**card["evaluation"], "demo_mean": {"rank1": rank1, "rank5": 90.0, "mAP": mAP}}
+    return card
+
+
+def test_table2_ordering_compares_both_figures_of_the_two_cards():
+    from robustreid.zoo import table2_ordering
+
+    low, high = _with_demo_mean("hacnn", 50.0, 40.0), _with_demo_mean("robustreid_1x", 60.0, 40.0)
+    ahead = table2_ordering([low, high])
+    assert ahead["holds"] is True  # a tie on mAP is "at least as good"
+    assert ahead["models"] == {"robustreid_1x": {"rank1": 60.0, "mAP": 40.0},
+                               "hacnn": {"rank1": 50.0, "mAP": 40.0}}
+    mixed = table2_ordering([_with_demo_mean("hacnn", 50.0, 45.0),
+                             _with_demo_mean("robustreid_1x", 60.0, 44.9)])
+    assert mixed["holds"] is False  # ahead on rank-1, behind on mAP
+    assert table2_ordering([_with_demo_mean("robustreid_1x", 60.0, 50.0)]) is None  # one end only
+
+
+def test_cards_markdown_says_whether_table2_ordering_holds():
+    from robustreid.zoo import cards_markdown
+
+    behind = cards_markdown([_with_demo_mean("hacnn", 74.92, 68.37),
+                             _with_demo_mean("robustreid_1x", 60.95, 54.26)])
+    assert "`robustreid_1x` 61.0 / 54.3 against `hacnn` 74.9 / 68.4: it does not hold on this data." in behind
+    ahead = cards_markdown([_with_demo_mean("hacnn", 50.0, 40.0),
+                            _with_demo_mean("robustreid_1x", 60.0, 45.0)])
+    assert "`robustreid_1x` 60.0 / 45.0 against `hacnn` 50.0 / 40.0: it holds." in ahead
+    assert "Table 2's ordering" not in cards_markdown([_hand_card()])
+
+
 def test_cards_markdown_adds_the_swag_stage_to_the_steps_time_and_commands():
     from robustreid.zoo import cards_markdown
 

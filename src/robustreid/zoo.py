@@ -38,7 +38,7 @@ from .model import Architecture, ReIDNet, arch_name
 
 __all__ = ["ENV_VAR", "MARKERS", "PREFIX", "ZOO_DIR", "card_json", "cards_markdown", "is_zoo_name",
            "list_zoo", "load_card", "load_pretrained", "load_zoo_state", "pack_checkpoint",
-           "replace_between_markers"]
+           "replace_between_markers", "table2_ordering"]
 
 ZOO_DIR = Path(__file__).parent / "zoo"
 ENV_VAR = "ROBUSTREID_ZOO_DIR"
@@ -290,6 +290,22 @@ def _figures(entry: dict | None) -> str:
     return f"{entry['rank1']:.1f} / {entry['mAP']:.1f}"
 
 
+def table2_ordering(cards: list[dict], high: str = "robustreid_1x", low: str = "hacnn",
+                    key: str = "demo_mean") -> dict | None:
+    """Table 2's two ends side by side from their cards: is ``high`` (Robust-ReID) at least as good as ``low``
+    (HA-CNN) on both rank-1 and mAP of ``evaluation[key]`` (default: the demo sets' zero-shot mean)? None
+    unless both cards have those figures. Pure: cards in, a dict out (``make_weights`` stores it in both
+    cards, so a card says where its model stands against the other)."""
+    by_name = {c.get("name"): c.get("evaluation", {}).get(key) for c in cards}
+    a, b = by_name.get(high), by_name.get(low)
+    if not a or not b:
+        return None
+    figures = {name: {"rank1": round(m["rank1"], 2), "mAP": round(m["mAP"], 2)}
+               for name, m in ((high, a), (low, b))}
+    return {"on": key, "high": high, "low": low, "models": figures,
+            "holds": a["rank1"] >= b["rank1"] and a["mAP"] >= b["mAP"]}
+
+
 def cards_markdown(cards: list[dict]) -> str:
     """The model zoo as Markdown: one table row per card (fast-reid's MODEL_ZOO.md shape), then per model the
     commands that made its data and weights and that measure its figures. Pure: cards in, text out."""
@@ -318,6 +334,13 @@ def cards_markdown(cards: list[dict]) -> str:
             f"{steps} | {minutes}, {where} | "
             f"{_figures(e.get('demo_mean'))} | "
             f"{_figures(e.get('train_union_test'))} | `{c['sha256'][:12]}` |")
+    ordering = table2_ordering(cards)
+    if ordering:
+        high, low, m = ordering["high"], ordering["low"], ordering["models"]
+        lines += ["", f"Table 2's ordering (`{high}` at least as good as `{low}` on rank-1 and mAP), "
+                  f"evaluation `{ordering['on']}`: `{high}` {_figures(m[high])} against `{low}` "
+                  f"{_figures(m[low])}: "
+                  + ("it holds." if ordering["holds"] else "it does not hold on this data.")]
     for c in cards:
         t, d, e = c.get("training", {}), c.get("data", {}), c.get("evaluation", {})
         lines += ["", f"### `zoo:{c['name']}`", "", f"Card: `src/robustreid/zoo/{c['name']}.json` "
