@@ -8,7 +8,8 @@ scenes of ``--seeds`` (default 20-27; the demo reports seeds 0, 1, 2), written a
 
 Street: the motion-only run, then per ``--street`` setting (``TrackerConfig`` fields) the IDF1 / MOTA / IDSW
 and the IDF1 gain over motion only. Room: per ``--far`` (the false-accept rate the re-entry threshold is
-calibrated at on the room's validation people) and ``--entry`` (``ReentryConfig.entry_descriptors``), the
+calibrated at on the room's validation people), ``--entry`` (``ReentryConfig.entry_descriptors``) and
+``--bank-distance`` (``ReentryConfig.bank_distance``), the
 re-entry outcomes and the room's cross-camera IDF1. Every detection is embedded once per scene (the first
 run records the embeddings by sequence, frame and box); the other settings read them back through
 ``embed_fn``, so they cost tracking time only.
@@ -18,6 +19,7 @@ with ``--markdown FILE``, the summaries as markdown tables.
 
 Usage: python benchmarks/tracking_settings_study.py --checkpoint CKPT [--seeds 20 21 ...] [--keep DIR]
            [--street max_appearance_distance=0.1,0.2048 ...] [--far 0.02 0.05 0.1] [--entry 5 10]
+           [--bank-distance none 0.1]
            [--markdown FILE]
 """
 
@@ -101,13 +103,15 @@ def street_runs(seq_dir: Path, out: Path, cache: EmbeddingCache, settings: list[
 
 
 def room_runs(
-    room_dir: Path, out: Path, cache: EmbeddingCache, fars: list[float], entries: list[int]
+    room_dir: Path, out: Path, cache: EmbeddingCache, fars: list[float], entries: list[int], banks: list
 ) -> list[dict]:
     rows = []
-    for far, entry in itertools.product(fars, entries):
+    for far, entry, bank in itertools.product(fars, entries, banks):
         cal = calibrate_reentry(room_dir / "validation", embed_fn=cache, far=far, entry_descriptors=entry)
         reentry = ReentryConfig(
-            max_distance=float(np.clip(cal["threshold"], 0.0, 2.0)), entry_descriptors=entry
+            max_distance=float(np.clip(cal["threshold"], 0.0, 2.0)),
+            entry_descriptors=entry,
+            bank_distance=bank,
         )
         track_room(room_dir, out, embed_fn=cache, reentry=reentry)
         ev = evaluate_room(room_dir, out)
@@ -115,7 +119,7 @@ def room_runs(
         returns = r["correct_match"] + r["wrong_match"] + r["missed_return"]
         rows.append(
             {
-                "setting": {"far": far, "entry": entry},
+                "setting": {"far": far, "entry": entry, **({"bank": bank} if bank is not None else {})},
                 "threshold": cal["threshold"],
                 "tar": cal["tar"],
                 "correct": r["correct_match"],
@@ -185,13 +189,14 @@ def markdown(street: list[dict], room: list[dict], model: str, seeds: list[int])
         )
     lines += [
         "",
-        "| room: far, entry embeddings | correct / wrong / missed (all scenes) | correct share % "
+        "| room: far, entry embeddings[, bank distance] | correct / wrong / missed (all scenes) "
+        "| correct share % "
         "| scenes with >= half correct and <= 1 wrong | false matches | IDF1 |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for s in room:
         lines.append(
-            f"| {s['setting']['far']}, {s['setting']['entry']} | {s['correct']} / {s['wrong']} / "
+            f"| {', '.join(str(v) for v in s['setting'].values())} | {s['correct']} / {s['wrong']} / "
             f"{s['missed']} | {s['correct_share']} | {s['scenes_ok']} of {s['scenes']} | {s['false_match']} "
             f"| {s['idf1']} |"
         )
@@ -209,6 +214,13 @@ def main() -> None:
     )
     parser.add_argument("--far", nargs="*", type=float, default=[0.05])
     parser.add_argument("--entry", nargs="*", type=int, default=[5])
+    parser.add_argument(
+        "--bank-distance",
+        nargs="*",
+        type=lambda v: None if v == "none" else float(v),
+        default=[None],
+        help="ReentryConfig.bank_distance values ('none': every embedding of an ended track joins its bank)",
+    )
     parser.add_argument("--keep", help="write the scenes here (reused when complete), not in a temp dir")
     parser.add_argument("--backend", default="onnxruntime", choices=["torch", "onnxruntime", "openvino"])
     parser.add_argument("--threads", type=int, default=2)
@@ -247,7 +259,12 @@ def main() -> None:
                 rows += [
                     {"kind": "room", **r}
                     for r in room_runs(
-                        root / f"room_s{seed}", Path(tmp) / "room", cache, args.far, args.entry
+                        root / f"room_s{seed}",
+                        Path(tmp) / "room",
+                        cache,
+                        args.far,
+                        args.entry,
+                        args.bank_distance,
                     )
                 ]
             for r in rows:

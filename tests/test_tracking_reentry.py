@@ -8,6 +8,7 @@ from robustreid.tracking.reentry import (
     ReentryGallery,
     RoomTracker,
     calibrate_threshold,
+    consistent_rows,
     match_entries,
 )
 from robustreid.tracking.tracker import TrackerConfig
@@ -156,6 +157,35 @@ def test_entry_query_is_the_mean_of_the_first_embeddings():
     for e in list(first) + list(later):
         room.step({0: frame((100, e / np.linalg.norm(e)))})
     assert [(d.identity, d.is_new) for d in room.decisions] == [(1, False)]
+
+
+def test_consistent_rows_keeps_what_is_near_the_held_bank_by_hand():
+    # held: A. Rows: A (distance 0), (A + B) / sqrt(2) (1 - 1/sqrt(2) = 0.293), B (1), -A (2)
+    rows = np.stack([EA, (EA + EB) / np.sqrt(2), EB, -EA])
+    assert np.array_equal(consistent_rows(rows, EA[None], 0.3), rows[:2])
+    assert np.array_equal(consistent_rows(rows, EA[None], 0.29), rows[:1])
+    assert np.array_equal(consistent_rows(rows, np.stack([EA, EB]), 0.0), rows[[0, 2]])  # nearest of the bank
+    assert np.array_equal(consistent_rows(rows * 3.0, EA[None] * 0.5, 0.3), rows[:2] * 3.0)  # scale-free
+    assert np.array_equal(consistent_rows(rows, np.empty((0, 0)), 0.1), rows)  # nothing held: all join
+
+
+def test_room_bank_distance_keeps_a_switched_tracks_other_person_out_of_the_bank():
+    # A enters (entry: 3 embeddings of A), then the track switches to B for 4 frames and ends. Without
+    # bank_distance the identity's bank gets B's embeddings; with it (0.1) it keeps A's only.
+    def run(bank_distance):
+        room = RoomTracker([0], TrackerConfig(max_frames_lost=2),
+                           ReentryConfig(max_distance=0.2, entry_descriptors=3, bank_distance=bank_distance))
+        for e in [EA] * 5 + [EB] * 4:
+            room.step({0: frame((100, e))})
+        for _ in range(4):
+            room.step({0: frame()})
+        return room.gallery.bank(1)
+
+    without, with_ = run(None), run(0.1)
+    assert len(without) == 3 + 9 and (without @ EB > 0.99).sum() == 4  # the entry's 3 + the track's 9
+    assert len(with_) == 3 + 5 and not (with_ @ EB > 0.99).any()
+    with pytest.raises(ValueError, match="bank_distance"):
+        ReentryConfig(max_distance=0.2, bank_distance=3.0)
 
 
 def test_room_identities_are_global_across_cameras():

@@ -19,7 +19,9 @@ entry in camera ``c`` are the identities with no live track in ``c`` (an identit
 camera 1 may appear in camera 2); with one camera this is exactly the paper's "not inside the room".
 Cameras are decided in order, so an identity opened in camera 1 at this step is a candidate in
 camera 2 at the same step. When a track ends, its embedding bank joins its identity's gallery entry
-(the most recent ``max_descriptors`` embeddings are kept).
+(the most recent ``max_descriptors`` embeddings are kept); with ``ReentryConfig.bank_distance`` set, only
+its embeddings within that cosine distance of what the identity already holds join (:func:`consistent_rows`),
+so a track that switched to another person inside its camera does not bring that person into the bank.
 
 Without a :class:`ReentryConfig` (``reentry=None``) every confirmed track opens a new identity: the
 "without ReID" row of Table 5.
@@ -40,6 +42,7 @@ __all__ = [
     "EntryDecision",
     "calibrate_threshold",
     "match_entries",
+    "consistent_rows",
     "ReentryGallery",
     "RoomTracker",
 ]
@@ -51,17 +54,24 @@ class ReentryConfig:
     :func:`calibrate_threshold`); ``entry_descriptors``: embeddings averaged into a query;
     ``max_descriptors``: embeddings kept per gallery identity; ``max_identities``: identities the gallery
     holds at most (the one updated longest ago is forgotten first), so memory and matching time stay bounded
-    however long the room is watched."""
+    however long the room is watched. ``bank_distance``: when a track ends, only its embeddings at cosine
+    distance <= this from the nearest embedding its identity already holds join the identity's bank (None:
+    all of them); not in the paper, see :func:`consistent_rows`."""
 
     max_distance: float
     entry_descriptors: int = 5
     max_descriptors: int = 100
     max_identities: int = 1000
+    bank_distance: float | None = None
 
     def __post_init__(self):
         if not (np.isfinite(self.max_distance) and 0.0 <= self.max_distance <= 2.0):
             raise ValueError("ReentryConfig.max_distance is a cosine distance in [0, 2], got "
                              f"{self.max_distance!r}")
+        if self.bank_distance is not None and not (np.isfinite(self.bank_distance)
+                                                   and 0.0 <= self.bank_distance <= 2.0):
+            raise ValueError("ReentryConfig.bank_distance is a cosine distance in [0, 2] or None, got "
+                             f"{self.bank_distance!r}")
         for name in ("entry_descriptors", "max_descriptors", "max_identities"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -135,6 +145,18 @@ def match_entries(query_feats, gallery_banks: Sequence[np.ndarray], max_distance
     assigned[matches[:, 0]] = matches[:, 1]
     distance[matches[:, 0]] = dist[matches[:, 0], matches[:, 1]]
     return assigned, distance
+
+
+def consistent_rows(descriptors, held, max_distance: float) -> np.ndarray:
+    """The rows of (n, D) ``descriptors`` whose cosine distance to the nearest row of (m, D) ``held`` is at
+    most ``max_distance`` (all of them when ``held`` is empty): what an ended track may add to its identity's
+    bank without bringing in someone else (a track that switched people keeps its later rows out)."""
+    d, h = np.asarray(descriptors, dtype=np.float64), np.asarray(held, dtype=np.float64)
+    if h.size == 0 or d.size == 0:
+        return d
+    dn = d / np.linalg.norm(d, axis=1, keepdims=True)
+    hn = h / np.linalg.norm(h, axis=1, keepdims=True)
+    return d[1.0 - (dn @ hn.T).max(axis=1) <= max_distance]
 
 
 # --------------------------------------------------------------------------------------- gallery
@@ -251,6 +273,9 @@ class RoomTracker:
         for c in self.camids:  # ended tracks leave the camera; their embeddings join the gallery
             for track_id, bank in outputs[c].ended.items():
                 identity = self._identity[c][track_id]
+                if (self.reentry is not None and self.reentry.bank_distance is not None
+                        and identity in self.gallery.identities):
+                    bank = consistent_rows(bank, self.gallery.bank(identity), self.reentry.bank_distance)
                 self.gallery.add(identity, bank)
                 self._live[c][identity] -= 1
                 self._left_at[c][identity] = self.step_index
