@@ -196,7 +196,8 @@ def markdown(street: list[dict], room: list[dict], model: str, seeds: list[int])
     ]
     for s in room:
         lines.append(
-            f"| {', '.join(str(v) for v in s['setting'].values())} | {s['correct']} / {s['wrong']} / "
+            f"| {', '.join(str(s['setting'][k]) for k in ('far', 'entry', 'bank') if k in s['setting'])} "
+            f"| {s['correct']} / {s['wrong']} / "
             f"{s['missed']} | {s['correct_share']} | {s['scenes_ok']} of {s['scenes']} | {s['false_match']} "
             f"| {s['idf1']} |"
         )
