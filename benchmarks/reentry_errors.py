@@ -50,9 +50,15 @@ def main() -> None:
     decisions_path = args.output / REENTRY_FILE
     if not decisions_path.is_file():
         parser.error(f"{decisions_path}: no such file (expected a track_room output folder)")
+    try:
+        cameras = scene_sequences(args.room)
+    except (FileNotFoundError, ValueError) as err:
+        parser.error(f"{args.room}: {err}")
     tracks = {}  # (camid, track) -> (majority person, persons of its first rows)
-    for camid, path in scene_sequences(args.room):
+    for camid, path in cameras:
         gt = load_sequence(path).gt
+        if gt is None:
+            parser.error(f"{path / 'gt' / 'gt.txt'}: no ground truth to trace the decisions against")
         rows = read_results(args.output / f"cam{camid}.tracks.txt")
         majority = match_tracks_to_gt(gt, rows)
         for t in np.unique(rows[:, 1]).astype(int):

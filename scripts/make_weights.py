@@ -254,8 +254,7 @@ def continued_stage(name: str, work: Path, amp: bool) -> dict | None:
     its provenance, None for a model without one."""
     if name not in CONTINUED_STAGES:
         return None
-    start = work / (f"{name}_swag" if name in SWAG_STAGES else name) / (
-        SWAG_STAGES[name][1] if name in SWAG_STAGES else "last.pt")
+    start = shipped_checkpoint(name, work, continued=False)
     out = work / f"{name}_s2"
     cmd = robustreid("train", "--preset", RECIPES[name][0], *union_args(work, model_seeds(name)),
                      "--out", rel(out), "--init", rel(start), *(["--amp"] if amp else []),
@@ -263,9 +262,10 @@ def continued_stage(name: str, work: Path, amp: bool) -> dict | None:
     return train_run(out, cmd, amp, "continued stage")
 
 
-def shipped_checkpoint(name: str, work: Path) -> Path:
-    """The file that ships: the last stage's (continued, else SWAG, else the main run's)."""
-    if name in CONTINUED_STAGES:
+def shipped_checkpoint(name: str, work: Path, continued: bool = True) -> Path:
+    """The file that ships: the last stage's (continued, else SWAG, else the main run's); with
+    ``continued=False`` the one before the continued stage, which that stage starts from."""
+    if continued and name in CONTINUED_STAGES:
         return work / f"{name}_s2" / "last.pt"
     if name in SWAG_STAGES:
         return work / f"{name}_swag" / SWAG_STAGES[name][1]
@@ -328,14 +328,19 @@ def swag_card(name: str, work: Path, provenance: dict, iterations: int | None) -
     }
 
 
+def _iterations(run_dir: Path) -> int | None:
+    """PK batches per epoch of a training run, from its plan line in train.log."""
+    plan = re.search(r"epochs x (\d+) iterations", (run_dir / "train.log").read_text())
+    return int(plan.group(1)) if plan else None
+
+
 def continued_card(name: str, work: Path, provenance: dict) -> dict:
     """The continued stage's part of the card: its command, data, time, steps and curve (held-out test of the
     wider union)."""
     out = work / f"{name}_s2"
     history = _history(out)
     rows = [h for h in history if h.get("kind") == "train"]
-    plan = re.search(r"epochs x (\d+) iterations", (out / "train.log").read_text())
-    iterations = int(plan.group(1)) if plan else None
+    iterations = _iterations(out)
     return {
         **provenance,
         "generator_seeds": list(model_seeds(name)),
@@ -352,8 +357,7 @@ def card(name: str, work: Path, sets: dict, provenance: dict, figures: dict,
     run_dir = work / name
     history = _history(run_dir)
     train_rows = [h for h in history if h.get("kind") == "train"]
-    plan = re.search(r"epochs x (\d+) iterations", (run_dir / "train.log").read_text())
-    iterations = int(plan.group(1)) if plan else None  # PK batches per epoch, from the run's plan line
+    iterations = _iterations(run_dir)
     steps = len(train_rows) * iterations if iterations else None
     swag = None if swag_provenance is None else swag_card(name, work, swag_provenance, iterations)
     seeds = model_seeds(name)
@@ -425,7 +429,9 @@ def main(argv: list[str] | None = None) -> int:
             path = pack(checkpoint, name, model_card, args.zoo)
             print(f"{name}: packed {path}", flush=True)
     if not args.no_pack:
-        record_ordering(args.zoo)
+        from robustreid.zoo import record_table2_ordering
+
+        record_table2_ordering(args.zoo)  # the issue asks the cards to say so when Table 2's ordering fails
         render_docs(args.zoo)
     return 0
 
@@ -441,23 +447,6 @@ def pack(checkpoint: Path, name: str, model_card: dict, zoo_dir) -> Path:
     model.reset_classifier(0)
     slim = {**model_state(model), "config": state.get("config"), "versions": state.get("versions")}
     return pack_checkpoint(slim, name, model_card, zoo_dir=zoo_dir)
-
-
-def record_ordering(zoo_dir) -> None:
-    """Each shipped card gets ``table2_ordering`` (``zoo.table2_ordering``): where robustreid_1x stands
-    against hacnn on the demo sets, from the two cards' own figures (the issue asks the card to say so when
-    Table 2's ordering does not hold). Only the JSON changes; the weights and their sha256 do not."""
-    from robustreid.atomicfile import write_text
-    from robustreid.zoo import ZOO_DIR, card_json, list_zoo, table2_ordering
-
-    cards = list_zoo(zoo_dir)
-    ordering = table2_ordering(cards)
-    if ordering is None:
-        return
-    folder = Path(zoo_dir) if zoo_dir else Path(os.environ.get("ROBUSTREID_ZOO_DIR") or ZOO_DIR)
-    for c in cards:
-        if c["name"] in ordering["models"]:
-            write_text(folder / f"{c['name']}.json", card_json({**c, "table2_ordering": ordering}))
 
 
 def render_docs(zoo_dir) -> None:

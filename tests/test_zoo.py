@@ -404,6 +404,23 @@ def test_table2_ordering_compares_both_figures_of_the_two_cards():
     assert table2_ordering([_with_demo_mean("robustreid_1x", 60.0, 50.0)]) is None  # one end only
 
 
+def test_record_table2_ordering_writes_it_into_both_cards_and_only_there(tmp_path):
+    import json
+
+    from robustreid.zoo import record_table2_ordering
+
+    extra = {"file": "x.safetensors", "arch": {}, "num_classes": 0, "data_config": {}}
+    for name, figures in (("hacnn", (70.0, 60.0)), ("robustreid_1x", (60.0, 50.0)), ("other", (1.0, 1.0))):
+        (tmp_path / f"{name}.json").write_text(json.dumps({**_with_demo_mean(name, *figures), **extra}))
+    ordering = record_table2_ordering(tmp_path)
+    assert ordering["holds"] is False
+    for name in ("hacnn", "robustreid_1x"):
+        assert json.loads((tmp_path / f"{name}.json").read_text())["table2_ordering"] == ordering
+    assert "table2_ordering" not in json.loads((tmp_path / "other.json").read_text())
+    (tmp_path / "hacnn.json").unlink()
+    assert record_table2_ordering(tmp_path) is None  # one end only: nothing to compare
+
+
 def test_cards_markdown_says_whether_table2_ordering_holds():
     from robustreid.zoo import cards_markdown
 

@@ -38,7 +38,7 @@ from .model import Architecture, ReIDNet, arch_name
 
 __all__ = ["ENV_VAR", "MARKERS", "PREFIX", "ZOO_DIR", "card_json", "cards_markdown", "is_zoo_name",
            "list_zoo", "load_card", "load_pretrained", "load_zoo_state", "pack_checkpoint",
-           "replace_between_markers", "table2_ordering"]
+           "record_table2_ordering", "replace_between_markers", "table2_ordering"]
 
 ZOO_DIR = Path(__file__).parent / "zoo"
 ENV_VAR = "ROBUSTREID_ZOO_DIR"
@@ -304,6 +304,21 @@ def table2_ordering(cards: list[dict], high: str = "robustreid_1x", low: str = "
                for name, m in ((high, a), (low, b))}
     return {"on": key, "high": high, "low": low, "models": figures,
             "holds": a["rank1"] >= b["rank1"] and a["mAP"] >= b["mAP"]}
+
+
+def record_table2_ordering(zoo_dir: str | os.PathLike | None = None) -> dict | None:
+    """Store :func:`table2_ordering` of the shipped cards in each of the two cards it compares (key
+    ``table2_ordering``), so a card says where its model stands against the other; returns it (None, and
+    nothing written, unless both cards are there). Only the JSON changes: the weights and their sha256 do
+    not."""
+    cards = list_zoo(zoo_dir)
+    ordering = table2_ordering(cards)
+    if ordering is not None:
+        for c in cards:
+            if c["name"] in ordering["models"]:
+                card = card_json({**c, "table2_ordering": ordering})
+                write_text(_folder(zoo_dir) / f"{c['name']}.json", card)
+    return ordering
 
 
 def cards_markdown(cards: list[dict]) -> str:
