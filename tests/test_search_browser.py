@@ -106,6 +106,11 @@ def browser(tmp_path):
                  "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}",
                  "--window-size=1200,900"):
         options.add_argument(flag)
+    # Page load strategy "none": get() returns once navigation starts, and each test waits for what it needs
+    # (the status text, the alert). With "normal" get() waits for the load event, and the token prompt, which
+    # opens when the page's first API call answers 401, can open before that event and block it: get() then
+    # hung until its timeout, and the selenium client's own read timed out (seen once in a full run).
+    options.page_load_strategy = "none"
     os.environ.setdefault("SE_AVOID_STATS", "true")
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
     # Selenium waits 300 s for a page by default; the page is a few kB from loopback, so a load that takes a
@@ -117,7 +122,8 @@ def browser(tmp_path):
 
 
 def open_page(driver, url: str) -> None:
-    """``driver.get(url)``, tried a second time when the first load times out (a stalled headless start)."""
+    """``driver.get(url)`` (it returns as navigation starts: the fixture's page load strategy), tried a second
+    time when the first times out (a stalled headless start)."""
     try:
         driver.get(url)
     except TimeoutException:

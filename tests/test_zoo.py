@@ -211,6 +211,19 @@ def test_pretrained_weights_of_another_architecture_are_refused():
         load_pretrained_weights(build_model("robustreid_1x", 3), state)
 
 
+def test_pretrained_weights_may_have_other_classifiers():
+    """The classifiers are not loaded, so a run may change their logit scale or bias: rows of its own norm."""
+    source = trained_like(build_model("robustreid_1x", 7, **TINY_SHUFFLE))
+    run = build_model("robustreid_1x", 5, classifier_norm=32.0, classifier_bias=True, **TINY_SHUFFLE)
+    loaded = load_pretrained_weights(run, model_state(source))
+    assert all(torch.equal(run.state_dict()[k], source.state_dict()[k]) for k in loaded)
+    rows = torch.cat([c.weight.norm(dim=1) for c in run.classifiers])
+    assert abs(float(rows.mean()) - 32.0) < 8.0 and all(c.bias is not None for c in run.classifiers)
+    with pytest.raises(ValueError, match=r"\(pooling=gem\), this run trains .* \(pooling=avg\)"):
+        other = build_model("robustreid_1x", 5, pooling="avg", **TINY_SHUFFLE)
+        load_pretrained_weights(other, model_state(source))
+
+
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")

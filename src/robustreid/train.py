@@ -22,6 +22,7 @@ the epoch only). A NaN or infinite loss stops the run with a clear message and l
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -123,15 +124,23 @@ def freeze_batchnorm_stats(model: nn.Module) -> int:
     return len(layers)
 
 
+# The Architecture fields that shape only the identity classifiers
+CLASSIFIER_ONLY_FIELDS = ("classifier_bias", "classifier_norm")
+
+
 def check_pretrained_arch(arch: Architecture, state: dict, source: str = "the pretrained checkpoint") -> None:
     """A one-line ``ValueError`` unless checkpoint ``state`` holds a network of architecture ``arch`` (the run's)
     with finite weights: ``--init zoo:hacnn is a hacnn (block=inception, ...), this run trains robustreid_1x
-    (block=shuffle, ...)``; ``--init x.pt holds non-finite weights: stem.0.weight has ...``."""
+    (block=shuffle, ...)``; ``--init x.pt holds non-finite weights: stem.0.weight has ...``. The fields of the
+    identity classifiers alone (``CLASSIFIER_ONLY_FIELDS``) may differ: those weights are not loaded."""
     if "arch" not in state or "model" not in state:
         raise ValueError(f"{source} holds no network (no arch / model entry)")
     saved = Architecture.from_dict(dict(state["arch"]))
-    if saved != arch:
-        fields = [k for k in saved.to_dict() if getattr(saved, k) != getattr(arch, k)]
+    # The identity classifiers are never loaded (they are new for the run's identities), so the fields that
+    # shape only them may differ: a run may fine-tune with another logit scale or with biases.
+    if dataclasses.replace(saved, **{k: getattr(arch, k) for k in CLASSIFIER_ONLY_FIELDS}) != arch:
+        fields = [k for k in saved.to_dict()
+                  if k not in CLASSIFIER_ONLY_FIELDS and getattr(saved, k) != getattr(arch, k)]
 
         def listed(a: Architecture) -> str:
             return ", ".join(f"{k}={getattr(a, k)}" for k in fields)
