@@ -7,7 +7,8 @@ scenes of ``--seeds`` (default 20-27; the demo reports seeds 0, 1, 2), written a
 (``robustreid.demo.DEMO_SCENES``), and the summary gives mean, sample standard deviation and worst scene.
 
 Street: the motion-only run, then per ``--street`` setting (``TrackerConfig`` fields) the IDF1 / MOTA / IDSW
-and the IDF1 gain over motion only. Room: per ``--far`` (the false-accept rate the re-entry threshold is
+and the IDF1 gain over motion only. Room: per ``--room`` setting (``TrackerConfig`` fields of the room's
+trackers), ``--far`` (the false-accept rate the re-entry threshold is
 calibrated at on the room's validation people), ``--entry`` (``ReentryConfig.entry_descriptors``) and
 ``--bank-distance`` (``ReentryConfig.bank_distance``), the
 re-entry outcomes and the room's cross-camera IDF1. Every detection is embedded once per scene (the first
@@ -19,7 +20,7 @@ with ``--markdown FILE``, the summaries as markdown tables.
 
 Usage: python benchmarks/tracking_settings_study.py --checkpoint CKPT [--seeds 20 21 ...] [--keep DIR]
            [--street max_appearance_distance=0.1,0.2048 ...] [--far 0.02 0.05 0.1] [--entry 5 10]
-           [--bank-distance none 0.1]
+           [--bank-distance none 0.1] [--room occluded_iou=none,0.3]
            [--markdown FILE]
 """
 
@@ -51,6 +52,7 @@ from robustreid.tracking.tracker import CropEmbedder, TrackerConfig
 from robustreid.zoo import is_zoo_name
 
 FIELDS = {f.name: f.type for f in dataclasses.fields(TrackerConfig)}
+ROOM_KEYS = ("far", "entry", "bank")  # the re-entry settings of a room row; the rest are tracker fields
 
 
 class EmbeddingCache:
@@ -73,16 +75,19 @@ class EmbeddingCache:
         return np.stack([self.store[k] for k in keys])
 
 
-def parse_setting(text: str) -> list[dict]:
-    """``field=v1,v2`` -> one TrackerConfig override per value."""
+def parse_setting(text: str, option: str = "--street") -> list[dict]:
+    """``field=v1,v2`` -> one TrackerConfig override per value (``none``: None, for the optional fields)."""
     name, sep, values = text.partition("=")
     if not sep or name not in FIELDS:
         raise ValueError(
-            f"--street {text!r}: expected FIELD=V1,V2,... with FIELD a TrackerConfig field "
+            f"{option} {text!r}: expected FIELD=V1,V2,... with FIELD a TrackerConfig field "
             f"({', '.join(FIELDS)})"
         )
     kind = int if FIELDS[name] in (int, "int") else float
-    return [{name: kind(v)} for v in values.split(",")]
+    try:
+        return [{name: None if v == "none" else kind(v)} for v in values.split(",")]
+    except ValueError:
+        raise ValueError(f"{option} {text!r}: {name} takes {kind.__name__} values") from None
 
 
 def street_runs(seq_dir: Path, out: Path, cache: EmbeddingCache, settings: list[dict]) -> list[dict]:
@@ -103,23 +108,29 @@ def street_runs(seq_dir: Path, out: Path, cache: EmbeddingCache, settings: list[
 
 
 def room_runs(
-    room_dir: Path, out: Path, cache: EmbeddingCache, fars: list[float], entries: list[int], banks: list
+    room_dir: Path, out: Path, cache: EmbeddingCache, fars: list[float], entries: list[int], banks: list,
+    trackers: list[dict] = ({},),
 ) -> list[dict]:
     rows = []
-    for far, entry, bank in itertools.product(fars, entries, banks):
-        cal = calibrate_reentry(room_dir / "validation", embed_fn=cache, far=far, entry_descriptors=entry)
+    for tracker, far, entry, bank in itertools.product(trackers, fars, entries, banks):
+        config = TrackerConfig(**tracker)
+        cal = calibrate_reentry(
+            room_dir / "validation", embed_fn=cache, far=far, entry_descriptors=entry, config=config
+        )
         reentry = ReentryConfig(
             max_distance=float(np.clip(cal["threshold"], 0.0, 2.0)),
             entry_descriptors=entry,
             bank_distance=bank,
         )
-        track_room(room_dir, out, embed_fn=cache, reentry=reentry)
+        track_room(room_dir, out, embed_fn=cache, reentry=reentry, config=config)
         ev = evaluate_room(room_dir, out)
         r = ev["reentry"]
         returns = r["correct_match"] + r["wrong_match"] + r["missed_return"]
         rows.append(
             {
-                "setting": {"far": far, "entry": entry, **({"bank": bank} if bank is not None else {})},
+                "setting": {
+                    "far": far, "entry": entry, **({"bank": bank} if bank is not None else {}), **tracker
+                },
                 "threshold": cal["threshold"],
                 "tar": cal["tar"],
                 "correct": r["correct_match"],
@@ -189,14 +200,15 @@ def markdown(street: list[dict], room: list[dict], model: str, seeds: list[int])
         )
     lines += [
         "",
-        "| room: far, entry embeddings[, bank distance] | correct / wrong / missed (all scenes) "
+        "| room: far, entry embeddings[, bank distance][, tracker setting] "
+        "| correct / wrong / missed (all scenes) "
         "| correct share % "
         "| scenes with >= half correct and <= 1 wrong | false matches | IDF1 |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for s in room:
         lines.append(
-            f"| {', '.join(str(s['setting'][k]) for k in ('far', 'entry', 'bank') if k in s['setting'])} "
+            f"| {', '.join(str(v) if k in ROOM_KEYS else f'{k} {v}' for k, v in s['setting'].items())} "
             f"| {s['correct']} / {s['wrong']} / "
             f"{s['missed']} | {s['correct_share']} | {s['scenes_ok']} of {s['scenes']} | {s['false_match']} "
             f"| {s['idf1']} |"
@@ -222,6 +234,14 @@ def main() -> None:
         default=[None],
         help="ReentryConfig.bank_distance values ('none': every embedding of an ended track joins its bank)",
     )
+    parser.add_argument(
+        "--room",
+        nargs="*",
+        default=[],
+        metavar="FIELD=V1,V2",
+        help="TrackerConfig settings of the room's trackers (and its calibration), each crossed with the "
+        "re-entry settings; 'none' is None",
+    )
     parser.add_argument("--keep", help="write the scenes here (reused when complete), not in a temp dir")
     parser.add_argument("--backend", default="onnxruntime", choices=["torch", "onnxruntime", "openvino"])
     parser.add_argument("--threads", type=int, default=2)
@@ -235,7 +255,9 @@ def main() -> None:
         )
     try:
         settings = [s for text in args.street for s in parse_setting(text)]
-        TrackerConfig(**{k: v for s in settings for k, v in s.items()})
+        room_trackers = [s for text in args.room for s in parse_setting(text, "--room")] or [{}]
+        for s in settings + room_trackers:
+            TrackerConfig(**s)
     except ValueError as err:
         parser.error(str(err))
     torch.set_num_threads(args.threads)
@@ -266,6 +288,7 @@ def main() -> None:
                         args.far,
                         args.entry,
                         args.bank_distance,
+                        room_trackers,
                     )
                 ]
             for r in rows:

@@ -12,6 +12,7 @@ from robustreid.tracking.tracker import (
     box_iou,
     crop_boxes,
     linear_assignment,
+    occluded,
 )
 
 EA, EB, EC = np.eye(4)[:3]  # three people who look nothing alike
@@ -73,6 +74,33 @@ def test_crossing_paths_iou_swaps_appearance_keeps():
         assert out[1] == {0: 1, 1: 2}  # A -> 1, B -> 2
     assert motion[-1] == {0: 2, 1: 1}  # IoU alone: the identities swapped after the turn
     assert all(out == {0: 1, 1: 2} for out in reid[1:])  # appearance: never swapped
+
+
+def test_occluded_by_hand():
+    boxes = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [100, 0, 110, 10]], dtype=float)  # IoU(0, 1) = 1/3
+    assert occluded(boxes, np.arange(3), 0.3).tolist() == [True, True, False]
+    assert occluded(boxes, np.arange(3), 0.4).tolist() == [False, False, False]
+    assert occluded(boxes, np.array([0, 2]), 0.3).tolist() == [False, False, False]  # 1 is no candidate
+    assert occluded(boxes, np.arange(3), None).tolist() == [False, False, False]
+
+
+def test_occluded_crops_stay_out_of_the_banks():
+    """Where the two boxes of crossing_frames overlap (IoU >= 0.3, 5 frames) each crop shows both people:
+    with occluded_iou those embeddings never join a bank; without it both banks take them."""
+    frames = []
+    for (a, ea), (b, eb) in crossing_frames():
+        both = (ea + eb) / np.sqrt(2)
+        overlap = box_iou([box(a)], [box(b)])[0, 0] >= 0.3
+        frames.append([(a, both if overlap else ea), (b, both if overlap else eb)])
+    assert sum(box_iou([box(f[0][0])], [box(f[1][0])])[0, 0] >= 0.3 for f in frames) == 5
+    kept, plain = Tracker(TrackerConfig(occluded_iou=0.3)), Tracker(TrackerConfig())
+    for tracker, rows in ((kept, 16), (plain, 21)):
+        out = run(tracker, frames)
+        assert out[1] == out[-1] == {0: 1, 1: 2}  # the same people at the end
+        assert len(tracker.track(1).descriptors) == len(tracker.track(2).descriptors) == rows
+    np.testing.assert_array_equal(kept.track(1).descriptors, np.tile(EA, (16, 1)))
+    np.testing.assert_array_equal(kept.track(2).descriptors, np.tile(EB, (16, 1)))
+    assert np.isclose(plain.track(1).descriptors @ EB, np.sqrt(0.5)).sum() == 5
 
 
 def test_lost_track_is_refound_by_appearance():
@@ -167,6 +195,8 @@ def test_bad_frames_and_config():
         TrackerConfig(max_iou_distance=1.5)
     with pytest.raises(ValueError, match="max_frames_lost"):
         TrackerConfig(max_frames_lost=-1)
+    with pytest.raises(ValueError, match=r"occluded_iou must be None or in \(0, 1\], got 0"):
+        TrackerConfig(occluded_iou=0)
 
 
 # ------------------------------------------------------------------------------ embedding on demand

@@ -38,6 +38,9 @@ runs where appearance can decide something: people near each other, lost and new
 sparser banks change later appearance decisions: on the street scene the tracks differ from MOTDT's
 (README, "Tracking speed with ReID").
 
+**Occluded crops** (not in MOTDT; ``occluded_iou``, off by default): a candidate overlapping another one is
+matched as usual, but its embedding stays out of the track's bank (``TrackerConfig``).
+
 ``use_reid=False`` is the motion-only baseline of Table 5: steps 3-4 are skipped and lost tracks join
 the IoU step after the tracked ones (otherwise nothing could ever bring them back). Embeddings, when
 given, are still stored in the banks, so a re-entry gallery (:mod:`robustreid.tracking.reentry`) can
@@ -67,6 +70,7 @@ __all__ = [
     "FrameTracks",
     "Tracker",
     "box_iou",
+    "occluded",
     "linear_assignment",
     "appearance_distance",
     "crop_boxes",
@@ -89,6 +93,12 @@ class TrackerConfig:
     ``robustreid track`` do; the room tracker and the re-entry calibration embed every candidate) and
     ``use_reid`` is on. ``reid_refresh=1`` embeds every candidate of every frame (MOTDT). ``certain_iou`` is
     an IoU (a similarity), unlike ``max_iou_distance`` (``1 - IoU``); a pair needs both.
+
+    ``occluded_iou`` (not in MOTDT; None = off): a candidate whose IoU with another candidate of the frame
+    is at least this is matched as usual, but its embedding does not join the track's bank, since its crop
+    shows part of another person. A bank's distance is its nearest embedding, so one such crop lets the
+    track match the other person later (a switch where people cross) and puts two people in the bank a
+    re-entry gallery inherits.
     """
 
     use_reid: bool = True
@@ -104,6 +114,7 @@ class TrackerConfig:
     std_weight_velocity: float = 1.0 / 160
     reid_refresh: int = 1
     certain_iou: float = 0.5
+    occluded_iou: float | None = None
 
     def __post_init__(self):
         if not isinstance(self.use_reid, bool):
@@ -118,6 +129,9 @@ class TrackerConfig:
             raise ValueError(f"TrackerConfig.gating_threshold must be > 0, got {self.gating_threshold!r}")
         if not 0.0 < self.certain_iou <= 1.0:
             raise ValueError(f"TrackerConfig.certain_iou must be in (0, 1], got {self.certain_iou!r}")
+        if self.occluded_iou is not None and not 0.0 < self.occluded_iou <= 1.0:
+            raise ValueError(f"TrackerConfig.occluded_iou must be None or in (0, 1], "
+                             f"got {self.occluded_iou!r}")
         for name, low in (("max_frames_lost", 0), ("max_descriptors", 1), ("confirm_hits", 1),
                           ("reid_refresh", 1)):
             value = getattr(self, name)
@@ -141,6 +155,18 @@ def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
     union = area_a[:, None] + area_b[None, :] - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def occluded(boxes_xyxy: np.ndarray, pool: np.ndarray, min_iou: float | None) -> np.ndarray:
+    """(N,) bool: the detections of ``pool`` (indices into ``boxes_xyxy``) whose IoU with another detection
+    of ``pool`` is at least ``min_iou`` (``TrackerConfig.occluded_iou``); all False when it is None."""
+    flags = np.zeros(len(boxes_xyxy), dtype=bool)
+    if min_iou is None or len(pool) < 2:
+        return flags
+    iou = box_iou(boxes_xyxy[pool], boxes_xyxy[pool])
+    np.fill_diagonal(iou, 0.0)
+    flags[pool] = iou.max(axis=1) >= min_iou
+    return flags
 
 
 def linear_assignment(cost: np.ndarray, max_cost: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -272,6 +298,7 @@ class Tracker:
         self._tracked: list[Track] = []  # matched in the last frame (confirmed or not)
         self._lost: list[Track] = []
         self._next_id = 1
+        self._occluded = np.zeros(0, dtype=bool)  # this frame's candidates kept out of the banks
 
     @property
     def tracks(self) -> list[Track]:
@@ -310,6 +337,7 @@ class Tracker:
 
         # 2. candidates
         pool = np.flatnonzero(scores >= cfg.min_det_score)
+        self._occluded = occluded(boxes, pool, cfg.occluded_iou)
         matched: dict[int, int] = {}  # track id -> detection index
         tracked = [t for t in self._tracked if t.confirmed]
         unconfirmed = [t for t in self._tracked if not t.confirmed]
@@ -343,7 +371,7 @@ class Tracker:
             mean, cov = self.kalman.initiate(measurements[j])
             t = Track(self._next_id, mean, cov, self.frame_id, cfg.max_descriptors)
             self._next_id += 1
-            if feats is not None:
+            if feats is not None and not self._occluded[j]:
                 t._add_descriptor(feats[j], self.frame_id)
             if cfg.confirm_hits == 1:
                 t.confirmed = True
@@ -405,7 +433,7 @@ class Tracker:
             feats = np.zeros((len(boxes), got.shape[1]))
             feats[wanted] = got
         for t, j in certain:
-            self._apply_match(t, measurements[j], feats[j] if j in refresh else None)
+            self._apply_match(t, measurements[j], feats[j] if j in refresh else None, j)
             matched[t.track_id] = j
         paired = {t.track_id for t, _ in certain}
         return [t for t in tracked if t.track_id not in paired], rest, feats
@@ -453,13 +481,13 @@ class Tracker:
         matches, rest_tracks, rest_dets = linear_assignment(cost, max_cost)
         for i, k in matches:
             j = int(pool[k])
-            self._apply_match(tracks[i], measurements[j], None if feats is None else feats[j])
+            self._apply_match(tracks[i], measurements[j], None if feats is None else feats[j], j)
             matched[tracks[i].track_id] = j
         return [tracks[i] for i in rest_tracks], pool[rest_dets]
 
-    def _apply_match(self, track: Track, measurement: np.ndarray, feat: np.ndarray | None) -> None:
+    def _apply_match(self, track: Track, measurement: np.ndarray, feat: np.ndarray | None, det: int) -> None:
         track.mean, track.covariance = self.kalman.update(track.mean, track.covariance, measurement)
-        if feat is not None:
+        if feat is not None and not self._occluded[det]:
             track._add_descriptor(feat, self.frame_id)
         track.hits += 1
         track.last_frame = self.frame_id
