@@ -216,3 +216,21 @@ def test_room_without_reid_opens_an_identity_per_track_and_checks_inputs():
     assert pending.results(0)[:, 1].tolist() == [1, 1]
     with pytest.raises(ValueError, match="max_distance"):
         ReentryConfig(max_distance=-0.1)
+    boxes, scores, _ = frame((100, EA))
+    with pytest.raises(ValueError, match="camera 0: a re-entry gallery needs the detections' embeddings"):
+        blind = RoomTracker([0], TrackerConfig(use_reid=False), ReentryConfig(max_distance=0.2))
+        blind.step({0: (boxes, scores, None)})
+
+
+def test_room_entry_whose_crops_all_overlapped_opens_a_new_identity():
+    """With occluded_iou, two people side by side (IoU 0.6) for their whole stay keep empty banks: their
+    entries, decided when the tracks end, open new identities; a later entry with embeddings is matched."""
+    config = TrackerConfig(max_frames_lost=1, occluded_iou=0.3)
+    room = RoomTracker([0], config, ReentryConfig(max_distance=0.2, entry_descriptors=2))
+    for inputs in [frame((100, EA), (110, EB))] * 4 + [frame()] * 3 + [frame((300, EA))] * 4:
+        room.step({0: inputs})
+    room.finish()
+    first, second, third = room.decisions
+    assert (first.is_new, second.is_new, first.distance, second.distance) == (True, True, np.inf, np.inf)
+    assert {first.identity, second.identity} == {1, 2} and third.is_new and third.identity == 3
+    assert all(room.gallery.bank(i).size == 0 for i in (1, 2)) and room.gallery.bank(3).shape == (2, 5)

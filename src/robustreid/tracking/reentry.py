@@ -264,6 +264,12 @@ class RoomTracker:
         """``frame_inputs[camid] = (boxes_xyxy, scores, embeddings or None)`` for every camera."""
         if set(frame_inputs) != set(self.camids):
             raise ValueError(f"frame_inputs: expected cameras {self.camids}, got {sorted(frame_inputs)}")
+        if self.reentry is not None:
+            for c in self.camids:
+                boxes, _, feats = frame_inputs[c]
+                if feats is None and len(np.asarray(boxes).reshape(-1, 4)):
+                    raise ValueError(f"camera {c}: a re-entry gallery needs the detections' embeddings, "
+                                     "got None")
         self.step_index += 1
         outputs = {c: self.trackers[c].update(*frame_inputs[c]) for c in self.camids}
         for c in self.camids:
@@ -331,7 +337,14 @@ class RoomTracker:
                 # tracks' first rows (their rows would share frames: one identity twice in a frame)
                 since = min(self._first_step[c].get(t, self.step_index) for t in ready)
                 excluded = set(self._live[c]) | {g for g, step in self._left_at[c].items() if step >= since}
-                results = self.gallery.assign(banks, excluded=excluded, max_distance=self.reentry.max_distance)
+                seen = [i for i, bank in enumerate(banks) if np.asarray(bank).size]
+                decided = self.gallery.assign([banks[i] for i in seen], excluded=excluded,
+                                              max_distance=self.reentry.max_distance)
+                results = dict(zip(seen, decided))
+                # a track that ends (or the sequence does) before any of its crops could join its bank (each
+                # overlapped another person: TrackerConfig.occluded_iou) has nothing to match: a new identity
+                results = [results[i] if i in results else (self.gallery.new_identity(), True, float("inf"))
+                           for i in range(len(ready))]
             for track_id, (identity, is_new, distance) in zip(ready, results):
                 self._identity[c][track_id] = identity
                 self._live[c][identity] = self._live[c].get(identity, 0) + 1
