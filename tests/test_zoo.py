@@ -281,6 +281,46 @@ def test_fit_fine_tunes_from_a_zoo_model_and_resumes_without_it(tiny_dataset, tm
     assert not (tmp_path / "run2").exists()
 
 
+@pytest.mark.parametrize("name", ["robustreid_1x", "hacnn"])
+def test_imprinted_rows_are_each_identitys_mean_direction(tiny_dataset, name):
+    """Checked against a slow loop: each image alone through the network, the means taken by hand."""
+    from PIL import Image
+
+    from robustreid.loaders import TestTransform
+    from robustreid.train import imprint_classifiers
+
+    options = TINY_SHUFFLE if name == "robustreid_1x" else {"feat_dim": 16}
+    model = build_model(name, tiny_dataset.num_train_pids, **options).train()
+    bias = model.classifiers[0].bias
+    imprint_classifiers(model, tiny_dataset.train, batch_size=5)
+    assert model.training  # its mode restored
+    model.eval()
+    transform = TestTransform(model.data_config)
+    s = model.arch.classifier_norm
+    with torch.no_grad():
+        outs = [model(transform(Image.open(r.img_path).convert("RGB"))[None]) for r in tiny_dataset.train]
+    for k, clf in enumerate(model.classifiers):
+        feats = [o[k][0] for o in outs]
+        mean_norm = sum(float(f.norm()) for f in feats) / len(feats)
+        for pid in range(tiny_dataset.num_train_pids):
+            own = [f / f.norm() for f, r in zip(feats, tiny_dataset.train) if r.pid == pid]
+            direction = sum(own) / len(own)
+            expected = s * direction / direction.norm() / (1.0 if model.arch.l2_norm else mean_norm)
+            torch.testing.assert_close(clf.weight[pid], expected, rtol=1e-4, atol=1e-5)
+    if bias is not None:
+        assert torch.equal(model.classifiers[0].bias, torch.zeros_like(bias))
+
+
+def test_imprinting_needs_weights_to_start_from(tiny_dataset, tmp_path):
+    cfg = apply_overrides(preset("robust-reid-1x"), {"classifier_init": "imprint", "eval_every_epochs": 0})
+    with pytest.raises(ValueError, match="classifier_init='imprint' needs weights to start from"):
+        fit(cfg, tiny_dataset, tmp_path / "run", show_progress=False, log=lambda line: None,
+            check_images=False)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match="classifier_init must be 'random' or 'imprint', got 'mean'"):
+        apply_overrides(preset("robust-reid-1x"), {"classifier_init": "mean"})
+
+
 # ---- the command line --------------------------------------------------------------------------------------
 
 

@@ -169,6 +169,10 @@ class TrainConfig:
     # learn). Not in the paper; a common choice for short fine-tuning on small batches. False = the usual
     # train mode, where each batch's statistics normalise and replace the running ones.
     freeze_bn: bool = False
+    # The new identity classifiers of a fine-tuning run (``init``): "random" (the network's init) or "imprint"
+    # (each row the mean direction of its identity's features under the starting weights:
+    # train.imprint_classifiers). Not in the paper.
+    classifier_init: str = "random"
     amp: bool = False  # autocast: bfloat16 on CPU and on CUDA that has it, else float16 (robustreid.amp)
     deterministic: bool = False
 
@@ -187,6 +191,8 @@ class TrainConfig:
             raise ValueError(f"model must be one of {list_models()}, got {self.model!r}")
         if not 0.0 <= self.init_relative_update < 1.0:
             raise ValueError(f"init_relative_update must be in [0, 1) (0 = off), got {self.init_relative_update}")
+        if self.classifier_init not in ("random", "imprint"):
+            raise ValueError(f"classifier_init must be 'random' or 'imprint', got {self.classifier_init!r}")
         if self.eval_every_epochs < 0 or self.swag_max_rank < 0 or self.swag_bma_samples < 0:
             raise ValueError("eval_every_epochs, swag_max_rank and swag_bma_samples must be >= 0")
 

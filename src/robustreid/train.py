@@ -5,7 +5,7 @@
 1. set up: seed, (optional) process group for ``torchrun``, model, PK loader, SGD, losses;
 2. resume from ``out_dir/last.pt`` if asked (model, optimiser, epoch, SWAG state, history), or initialise: from
    pretrained weights (``cfg.init`` / ``pretrained``: every weight but the identity classifiers, which are new
-   for this dataset's identities) or the network's own init;
+   for this dataset's identities: random, or imprinted with ``cfg.classifier_init``) or the network's own init;
 3. the main stage, epochs ``[0, schedule.epochs)`` at the Eq. 1 learning rate, evaluating every
    ``eval_every_epochs`` and keeping ``best.pt`` (by mAP) and ``last.pt``;
 4. the SWAG stage (Section 3.1), epochs ``[schedule.epochs, schedule.total_epochs)`` on cosine cycles, a snapshot
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 import torch.distributed as dist
 from torch import nn
 
@@ -49,7 +50,8 @@ from .model import Architecture, ReIDNet, arch_name, build_model, resolve_archit
 from .schedule import lr_at, swag_cycle_end
 
 __all__ = ["TrainingDiverged", "scale_invariant_layers", "balance_init", "freeze_batchnorm_stats",
-           "check_pretrained_arch", "load_pretrained_weights", "pretrained_state", "train_one_epoch", "fit", "config_from_checkpoint",
+           "check_pretrained_arch", "load_pretrained_weights", "imprint_classifiers", "pretrained_state",
+           "train_one_epoch", "fit", "config_from_checkpoint",
            "check_inputs"]
 
 
@@ -165,6 +167,49 @@ def load_pretrained_weights(model: ReIDNet, state: dict, source: str = "the pret
     if missing or unexpected:
         raise ValueError(f"{source}: weights do not fit the architecture: missing {missing}, unexpected {unexpected}")
     return sorted(weights)
+
+
+@torch.no_grad()
+def imprint_classifiers(model: ReIDNet, records, batch_size: int = 128, num_workers: int = 0,
+                        device: torch.device | str = "cpu") -> None:
+    """Each identity classifier row set to the mean direction of its identity's branch features, at the norm
+    the row would start with (weight imprinting, Qi et al., CVPR 2018); biases to 0. ``records``: the run's
+    training records, pids ``0..num_classes-1``, read with the test transform, the network in eval mode.
+
+    Why (the README's learning study): on unit-norm features a row of norm ``s`` moves by at most ``lr / s``
+    of its norm per sample of its identity, so fresh random rows barely turn in a short fine-tune, and the
+    identity loss pulls the features toward random directions. Imprinted rows give the loss the identities'
+    own directions from the first step: logit ``s * cos`` of a feature with its identity's mean direction
+    (``s = classifier_norm``; without ``l2_norm`` the row is divided by the mean feature norm, so the logits
+    have the same range)."""
+    from .loaders import build_test_loader
+
+    if not model.classifiers:
+        return
+    was_training = model.training
+    model.eval()
+    n = model.num_classes
+    sums = [torch.zeros(n, model.arch.feat_dim, device=device) for _ in model.classifiers]
+    norms = [torch.zeros((), device=device) for _ in model.classifiers]
+    counts = torch.zeros(n, device=device)
+    for imgs, pids, _, _ in build_test_loader(list(records), model.data_config, batch_size, num_workers):
+        out = model(imgs.to(device))
+        pids = pids.to(device)
+        for k, feats in enumerate(f for f in (out.global_feat, out.local_feat) if f is not None):
+            feats = feats.float()
+            sums[k].index_add_(0, pids, F.normalize(feats, dim=1))
+            norms[k] += feats.norm(dim=1).sum()
+        counts += torch.bincount(pids, minlength=n).float()
+    if bool((counts == 0).any()):
+        raise ValueError(f"imprinting: identity {int((counts == 0).nonzero()[0])} has no training image "
+                         f"(expected pids 0..{n - 1})")
+    s = model.arch.classifier_norm
+    for clf, total, norm in zip(model.classifiers, sums, norms):
+        scale = s if model.arch.l2_norm else s / float(norm / counts.sum())
+        clf.weight.copy_(scale * F.normalize(total, dim=1))
+        if clf.bias is not None:
+            clf.bias.zero_()
+    model.train(was_training)
 
 
 # ---- distributed (torchrun) ---------------------------------------------------------------------------------
@@ -430,7 +475,7 @@ def fit(
         start_epoch, best_map, history, swag = _restore(last_path, cfg, model, optimizer, scaler)
         log(f"resumed {last_path} at epoch {start_epoch}")
     else:
-        start_epoch = _initialise(cfg, model, loader, criterion, dev, init_checkpoint, pretrained)
+        start_epoch = _initialise(cfg, model, loader, criterion, dev, init_checkpoint, pretrained, dataset)
         best_map, history = -1.0, []
         swag = None
     if cfg.schedule.swag_cycles and swag is None:
@@ -521,14 +566,20 @@ def pretrained_state(cfg: TrainConfig, pretrained: dict | None = None,
     if pretrained is not None:
         label = label or (f"init {cfg.init}" if cfg.init else "the pretrained checkpoint")
         check_pretrained_arch(resolve_architecture(cfg.model, **cfg.model_options()), pretrained, label)
+    elif cfg.classifier_init == "imprint":
+        raise ValueError("classifier_init='imprint' needs weights to start from (--init): the features of an "
+                         "untrained network carry no identity")
     return pretrained
 
 
 def _initialise(cfg: TrainConfig, model: nn.Module, loader, criterion: ReIDCriterion, dev: torch.device,
-                init_checkpoint: dict | None, pretrained: dict | None = None) -> int:
+                init_checkpoint: dict | None, pretrained: dict | None = None,
+                dataset: ReidDataset | None = None) -> int:
     """A fresh run's weights; returns its first epoch. ``init_checkpoint``: a finished run's weights, the SWAG
     stage starts after its main stage. ``pretrained``: every weight but the identity classifiers (the run's own,
-    freshly initialised for its dataset), epoch 0. Otherwise ``cfg.init_relative_update`` balances the layers'
+    freshly initialised for its dataset, or imprinted from ``dataset``'s training images:
+    ``classifier_init``),
+    epoch 0. Otherwise ``cfg.init_relative_update`` balances the layers'
     relative updates on the first batch (``balance_init``; not on pretrained weights, whose norms are trained)."""
     if init_checkpoint is not None:
         model.load_state_dict(model_from_checkpoint(init_checkpoint, num_classes=model.num_classes,
@@ -536,6 +587,9 @@ def _initialise(cfg: TrainConfig, model: nn.Module, loader, criterion: ReIDCrite
         return cfg.schedule.epochs
     if pretrained is not None:
         load_pretrained_weights(unwrap(model), pretrained, f"init {cfg.init}" if cfg.init else "pretrained")
+        if cfg.classifier_init == "imprint":
+            imprint_classifiers(unwrap(model), dataset.train, cfg.data.test_batch_size, cfg.data.num_workers,
+                                dev)
         return 0
     if cfg.init_relative_update:
         loader.sampler.set_epoch(0)
