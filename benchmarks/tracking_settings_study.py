@@ -181,6 +181,12 @@ def summarise(runs: list[dict]) -> tuple[list[dict], list[dict]]:
     return street, room
 
 
+def room_setting(setting: dict) -> str:
+    """``far, entry[, bank][, field value ...]``: the re-entry settings in that order, then tracker fields."""
+    parts = [str(setting[k]) for k in ROOM_KEYS if k in setting]
+    return ", ".join(parts + [f"{k} {v}" for k, v in setting.items() if k not in ROOM_KEYS])
+
+
 def markdown(street: list[dict], room: list[dict], model: str, seeds: list[int]) -> str:
     lines = [
         f"ReID: {model}; scenes of seeds {seeds[0]}-{seeds[-1]} ({len(seeds)}), mean ± sd over the scenes",
@@ -208,7 +214,7 @@ def markdown(street: list[dict], room: list[dict], model: str, seeds: list[int])
     ]
     for s in room:
         lines.append(
-            f"| {', '.join(str(v) if k in ROOM_KEYS else f'{k} {v}' for k, v in s['setting'].items())} "
+            f"| {room_setting(s['setting'])} "
             f"| {s['correct']} / {s['wrong']} / "
             f"{s['missed']} | {s['correct_share']} | {s['scenes_ok']} of {s['scenes']} | {s['false_match']} "
             f"| {s['idf1']} |"

@@ -101,6 +101,10 @@ def test_occluded_crops_stay_out_of_the_banks():
     np.testing.assert_array_equal(kept.track(1).descriptors, np.tile(EA, (16, 1)))
     np.testing.assert_array_equal(kept.track(2).descriptors, np.tile(EB, (16, 1)))
     assert np.isclose(plain.track(1).descriptors @ EB, np.sqrt(0.5)).sum() == 5
+    tracker = Tracker(TrackerConfig(occluded_iou=0.3))  # each frame's report flags the overlapping rows
+    flags = [tracker.update(np.array([box(a), box(b)]), [0.9, 0.9], np.stack([ea, eb])).occluded.tolist()
+             for (a, ea), (b, eb) in crossing_frames()]
+    assert flags[0] == [] and flags.count([True, True]) == 5 and flags.count([False, False]) == 15
 
 
 def test_lost_track_is_refound_by_appearance():

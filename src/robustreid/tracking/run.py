@@ -302,6 +302,8 @@ def _labelled_tracks(seq, rank: int, embed: EmbedFn, config: TrackerConfig, need
             gt = gt_frames[f - 1]
             iou = box_iou(out.boxes_xyxy, xywh_to_xyxy(gt[:, 2:6]))
             for k, (track_id, j) in enumerate(zip(out.track_ids, out.det_indices)):
+                if out.occluded[k]:  # kept out of the track's bank, so never in the gallery either
+                    continue
                 best = int(np.argmax(iou[k])) if iou.shape[1] else -1
                 label = int(gt[best, 1]) if best >= 0 and iou[k, best] >= 0.5 else -1
                 track = tracks.setdefault(int(track_id), _LabelledTrack(tail=deque(maxlen=max_descriptors),

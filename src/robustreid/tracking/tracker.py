@@ -269,7 +269,9 @@ class FrameTracks:
     (indices into the frame's input detections) describe the confirmed tracks matched in this frame,
     by increasing id. ``confirmed`` lists the ids confirmed in this frame (they are also in
     ``track_ids``); ``ended`` maps the id of each confirmed track that ended in this frame (lost for
-    more than ``max_frames_lost`` frames) to its embedding bank (n, D).
+    more than ``max_frames_lost`` frames) to its embedding bank (n, D). ``occluded`` flags the rows whose
+    detection overlapped another candidate (``TrackerConfig.occluded_iou``; all False when it is None):
+    their embeddings did not join the bank.
     """
 
     frame_id: int
@@ -279,6 +281,7 @@ class FrameTracks:
     det_indices: np.ndarray
     confirmed: tuple[int, ...] = ()
     ended: dict[int, np.ndarray] = field(default_factory=dict)
+    occluded: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     def mot_rows(self) -> np.ndarray:
         """(M, 7) MOTChallenge result rows ``frame, id, x, y, w, h, score`` (top-left x, y)."""
@@ -407,6 +410,7 @@ class Tracker:
             det_indices=det_idx,
             confirmed=tuple(sorted(newly_confirmed)),
             ended=ended,
+            occluded=self._occluded[det_idx],
         )
 
     # ----------------------------------------------------------------------------------- internals
