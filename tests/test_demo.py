@@ -77,6 +77,8 @@ def test_finetune_config_is_the_preset_at_a_constant_lower_lr_for_whole_epochs()
     assert (cfg.seed, cfg.amp, cfg.eval_every_epochs, cfg.init_relative_update) == (3, True, 0, 0.0)
     assert cfg.freeze_bn is demo.FINETUNE_FREEZE_BN is True  # the shipped BatchNorm statistics are kept
     assert finetune_config(50, iters_per_epoch=51, freeze_bn=False).freeze_bn is False
+    assert cfg.classifier_init == demo.FINETUNE_CLASSIFIER_INIT == "imprint"  # rows at the identities' means
+    assert finetune_config(50, iters_per_epoch=51, classifier_init="random").classifier_init == "random"
     s = cfg.schedule
     assert (s.epochs, s.warmup_epochs, s.milestones, s.swag_cycles, s.total_epochs) == (1, 0, (), 0, 1)
     assert demo.FINETUNE_LR < full.schedule.base_lr  # a lower peak than training from scratch (3e-2)
