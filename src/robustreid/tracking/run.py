@@ -48,6 +48,7 @@ __all__ = [
     "track_sequence",
     "calibrate_reentry",
     "track_room",
+    "ROOM_OCCLUDED_IOU",
     "evaluate_tracking",
     "evaluate_room",
     "compare_models",
@@ -128,8 +129,16 @@ def _on_demand(embed: EmbedFn, seq: MOTSequence, frame: int, image: np.ndarray |
     return embed_indices
 
 
-def _resolve_config(config: TrackerConfig | None, embed: EmbedFn | None) -> TrackerConfig:
-    config = config if config is not None else TrackerConfig(use_reid=embed is not None)
+# The room's trackers keep crops that overlap another person out of their banks (TrackerConfig.occluded_iou):
+# those banks become the re-entry gallery. Chosen on validation rooms (docs/TRACKING.md, "Occluded crops kept
+# out of the banks"); a single-camera sequence (track_sequence) keeps MOTDT's banks.
+ROOM_OCCLUDED_IOU = 0.2
+
+
+def _resolve_config(config: TrackerConfig | None, embed: EmbedFn | None,
+                    occluded_iou: float | None = None) -> TrackerConfig:
+    if config is None:
+        config = TrackerConfig(use_reid=embed is not None, occluded_iou=occluded_iou)
     if config.use_reid and embed is None:
         raise ValueError("TrackerConfig.use_reid is True but no extractor (or embed_fn) was given; pass one, "
                          "or TrackerConfig(use_reid=False) for the motion-only tracker")
@@ -232,6 +241,9 @@ def calibrate_reentry(validation_dir, extractor=None, *, far: float = 0.05,
     validation run (a track that jumped to another person) out of the two distributions. (Unlike the
     gallery, persons with another live track in the same camera are not left out; that case is rare.)
 
+    ``config`` defaults to the room's: ``TrackerConfig(occluded_iou=ROOM_OCCLUDED_IOU)``, as in
+    :func:`track_room`; embeddings of crops kept out of a bank are left out here too.
+
     Returns ``{"threshold", "far", "tar", "genuine", "impostor", "entries"}`` (the last three: counts).
     """
     root = Path(validation_dir)
@@ -239,7 +251,7 @@ def calibrate_reentry(validation_dir, extractor=None, *, far: float = 0.05,
     embed = _embedder(extractor, embed_fn)
     if embed is None:
         raise ValueError("calibrate_reentry needs a ReID model: pass extractor (or embed_fn)")
-    config = _resolve_config(config, embed)
+    config = _resolve_config(config, embed, ROOM_OCCLUDED_IOU)
     seqs = [load_sequence(path) for _, path in cams]
     counter = _Counter(sum(s.info.seq_length for s in seqs), progress)
     tracks = [track for rank, seq in enumerate(seqs)
@@ -359,9 +371,11 @@ def track_room(room_dir, out_dir, extractor=None, *, config: TrackerConfig | Non
 
     Writes under ``out_dir``: ``cam<k>.txt`` (MOTChallenge results with global identities),
     ``cam<k>.tracks.txt`` (the same boxes with the camera's own track ids) and ``reentry.json`` (the
-    gallery's config, its calibration and every entry decision). Without a model (``extractor`` and
-    ``embed_fn`` None) every confirmed track opens a new identity and the trackers use motion only: the
-    "No ReID" row. With one, ``reentry`` (a :class:`ReentryConfig`) is used if given; otherwise its
+    trackers' and the gallery's configs, its calibration and every entry decision). Without a model
+    (``extractor`` and ``embed_fn`` None) every confirmed track opens a new identity and the trackers use
+    motion only: the "No ReID" row. ``config`` defaults to ``TrackerConfig(use_reid=<a model was given>,
+    occluded_iou=ROOM_OCCLUDED_IOU)``: crops overlapping another person stay out of the banks the gallery
+    gets. With a model, ``reentry`` (a :class:`ReentryConfig`) is used if given; otherwise its
     threshold is calibrated at ``far`` on ``validation_dir`` (default: ``room_dir/validation``) by
     :func:`calibrate_reentry`. All cameras must have the same number of frames (synchronised).
 
@@ -376,7 +390,7 @@ def track_room(room_dir, out_dir, extractor=None, *, config: TrackerConfig | Non
                          f"got {lengths}")
     n = next(iter(lengths.values()))
     embed = _embedder(extractor, embed_fn)
-    config = _resolve_config(config, embed)
+    config = _resolve_config(config, embed, ROOM_OCCLUDED_IOU)
     calibration = None
     if embed is None:
         if reentry is not None:
@@ -410,7 +424,8 @@ def track_room(room_dir, out_dir, extractor=None, *, config: TrackerConfig | Non
         results[camid] = str(out_dir / f"cam{camid}.txt")
         write_results(out_dir / f"cam{camid}.txt", room.results(camid))
         write_results(out_dir / f"cam{camid}.tracks.txt", room.results(camid, track_ids=True))
-    doc = {"reentry": asdict(reentry) if reentry else None, "calibration": calibration,
+    doc = {"tracker": asdict(config), "reentry": asdict(reentry) if reentry else None,
+           "calibration": calibration,
            "decisions": [{**asdict(d), "distance": d.distance if math.isfinite(d.distance) else None}
                          for d in room.decisions]}
     write_text(out_dir / REENTRY_FILE, json.dumps(doc, indent=2) + "\n")
