@@ -311,6 +311,18 @@ def test_imprinted_rows_are_each_identitys_mean_direction(tiny_dataset, name):
         assert torch.equal(model.classifiers[0].bias, torch.zeros_like(bias))
 
 
+def test_imprint_records_spread_over_cameras(tiny_dataset):
+    from robustreid.train import imprint_records
+
+    records = tiny_dataset.train  # 6 identities x 2 cameras x 2 images
+    chosen = imprint_records(records, 2)
+    assert len(chosen) == 12 and imprint_records(records, 0) == imprint_records(records, 4) != chosen
+    for pid in range(6):
+        own = [r for r in chosen if r.pid == pid]
+        assert len(own) == 2 and {r.camid for r in own} == {0, 1}  # the first and last in camera order
+    assert imprint_records(list(reversed(records)), 2) == chosen  # the input order does not matter
+
+
 def test_imprinting_needs_weights_to_start_from(tiny_dataset, tmp_path):
     cfg = apply_overrides(preset("robust-reid-1x"), {"classifier_init": "imprint", "eval_every_epochs": 0})
     with pytest.raises(ValueError, match="classifier_init='imprint' needs weights to start from"):

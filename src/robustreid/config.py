@@ -173,6 +173,7 @@ class TrainConfig:
     # (each row the mean direction of its identity's features under the starting weights:
     # train.imprint_classifiers). Not in the paper.
     classifier_init: str = "random"
+    imprint_per_identity: int = 4  # images per identity the imprinted rows average (0 = all; spread over cameras)
     amp: bool = False  # autocast: bfloat16 on CPU and on CUDA that has it, else float16 (robustreid.amp)
     deterministic: bool = False
 
@@ -191,6 +192,8 @@ class TrainConfig:
             raise ValueError(f"model must be one of {list_models()}, got {self.model!r}")
         if not 0.0 <= self.init_relative_update < 1.0:
             raise ValueError(f"init_relative_update must be in [0, 1) (0 = off), got {self.init_relative_update}")
+        if self.imprint_per_identity < 0:
+            raise ValueError(f"imprint_per_identity must be >= 0 (0 = all), got {self.imprint_per_identity}")
         if self.classifier_init not in ("random", "imprint"):
             raise ValueError(f"classifier_init must be 'random' or 'imprint', got {self.classifier_init!r}")
         if self.eval_every_epochs < 0 or self.swag_max_rank < 0 or self.swag_bma_samples < 0:

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import torch.distributed as dist
@@ -50,7 +51,7 @@ from .model import Architecture, ReIDNet, arch_name, build_model, resolve_archit
 from .schedule import lr_at, swag_cycle_end
 
 __all__ = ["TrainingDiverged", "scale_invariant_layers", "balance_init", "freeze_batchnorm_stats",
-           "check_pretrained_arch", "load_pretrained_weights", "imprint_classifiers", "pretrained_state",
+           "check_pretrained_arch", "load_pretrained_weights", "imprint_records", "imprint_classifiers", "pretrained_state",
            "train_one_epoch", "fit", "config_from_checkpoint",
            "check_inputs"]
 
@@ -169,12 +170,28 @@ def load_pretrained_weights(model: ReIDNet, state: dict, source: str = "the pret
     return sorted(weights)
 
 
+def imprint_records(records, per_identity: int) -> list:
+    """At most ``per_identity`` records of each identity (0: all), spread over its cameras: its records in
+    camera order, taken at evenly spaced positions. Deterministic."""
+    by_pid: dict[int, list] = {}
+    for r in records:
+        by_pid.setdefault(r.pid, []).append(r)
+    chosen = []
+    for pid in sorted(by_pid):
+        own = sorted(by_pid[pid], key=lambda r: (r.camid, r.img_path))
+        if per_identity and len(own) > per_identity:
+            own = [own[i] for i in np.linspace(0, len(own) - 1, per_identity).round().astype(int)]
+        chosen.extend(own)
+    return chosen
+
+
 @torch.no_grad()
 def imprint_classifiers(model: ReIDNet, records, batch_size: int = 128, num_workers: int = 0,
-                        device: torch.device | str = "cpu") -> None:
+                        device: torch.device | str = "cpu", amp_dtype: torch.dtype | None = None) -> None:
     """Each identity classifier row set to the mean direction of its identity's branch features, at the norm
     the row would start with (weight imprinting, Qi et al., CVPR 2018); biases to 0. ``records``: the run's
-    training records, pids ``0..num_classes-1``, read with the test transform, the network in eval mode.
+    training records (or ``imprint_records`` of them), pids ``0..num_classes-1``, read with the test transform,
+    the network in eval mode (under autocast to ``amp_dtype`` unless None).
 
     Why (the README's learning study): on unit-norm features a row of norm ``s`` moves by at most ``lr / s``
     of its norm per sample of its identity, so fresh random rows barely turn in a short fine-tune, and the
@@ -193,7 +210,8 @@ def imprint_classifiers(model: ReIDNet, records, batch_size: int = 128, num_work
     norms = [torch.zeros((), device=device) for _ in model.classifiers]
     counts = torch.zeros(n, device=device)
     for imgs, pids, _, _ in build_test_loader(list(records), model.data_config, batch_size, num_workers):
-        out = model(imgs.to(device))
+        with torch.autocast(torch.device(device).type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            out = model(imgs.to(device))
         pids = pids.to(device)
         for k, feats in enumerate(f for f in (out.global_feat, out.local_feat) if f is not None):
             feats = feats.float()
@@ -588,8 +606,9 @@ def _initialise(cfg: TrainConfig, model: nn.Module, loader, criterion: ReIDCrite
     if pretrained is not None:
         load_pretrained_weights(unwrap(model), pretrained, f"init {cfg.init}" if cfg.init else "pretrained")
         if cfg.classifier_init == "imprint":
-            imprint_classifiers(unwrap(model), dataset.train, cfg.data.test_batch_size, cfg.data.num_workers,
-                                dev)
+            imprint_classifiers(unwrap(model), imprint_records(dataset.train, cfg.imprint_per_identity),
+                                cfg.data.test_batch_size, cfg.data.num_workers, dev,
+                                autocast_dtype(dev) if cfg.amp else None)
         return 0
     if cfg.init_relative_update:
         loader.sampler.set_epoch(0)
