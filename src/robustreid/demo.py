@@ -92,7 +92,8 @@ FINETUNE_LR = 3e-3  # constant; a tenth of the from-scratch peak (Eq. 1's 3e-2),
 FINETUNE_FREEZE_BN = True
 # The new identity classifiers start imprinted (TrainConfig.classifier_init, train.imprint_classifiers): each
 # row the mean direction of its identity's shipped-weight features. On the validation set, 3 seeds, the same
-# 52 steps went from 75.4 / 64.7 with random rows to 84.1 / 75.0 (docs/MODEL_ZOO.md, "Fine-tuning v3").
+# 52 steps went from 75.4 / 64.7 with random rows to 83.3 / 74.6 (4 images per identity, the default
+# imprint_per_identity; 84.1 / 75.0 with all of them: docs/MODEL_ZOO.md, "Fine-tuning v3").
 FINETUNE_CLASSIFIER_INIT = "imprint"
 
 _PRESET_OF_MODEL = {"hacnn": "hacnn", "robustreid_1x": "robust-reid-1x", "robustreid_2x": "robust-reid-2x"}
