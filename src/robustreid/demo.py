@@ -413,7 +413,8 @@ def run_demo(out: str | Path = "runs/demo", *, seed: int = 0, checkpoint: str = 
             plan = (f"{_plural(steps_run, 'SGD step')} = {_plural(cfg.schedule.epochs, 'epoch')} of the PK "
                     f"loader ({steps} asked), lr {FINETUNE_LR:g} constant"
                     f"{', BatchNorm frozen' if cfg.freeze_bn else ''}"
-                    f"{', classifiers imprinted' if cfg.classifier_init == 'imprint' else ''}, preset {preset_name}, "
+                    f"{', classifiers imprinted' if cfg.classifier_init == 'imprint' else ''}, "
+                    f"preset {preset_name}, "
                     f"{_precision(amp)}")
         with stage("finetune", f"fine-tuning {checkpoint} on the demo's training split: {plan}"):
             if steps:
