@@ -51,8 +51,8 @@ from .model import Architecture, ReIDNet, arch_name, build_model, resolve_archit
 from .schedule import lr_at, swag_cycle_end
 
 __all__ = ["TrainingDiverged", "scale_invariant_layers", "balance_init", "freeze_batchnorm_stats",
-           "check_pretrained_arch", "load_pretrained_weights", "imprint_records", "imprint_classifiers", "pretrained_state",
-           "train_one_epoch", "fit", "config_from_checkpoint",
+           "check_pretrained_arch", "load_pretrained_weights", "imprint_records", "imprint_classifiers",
+           "pretrained_state", "train_one_epoch", "fit", "config_from_checkpoint",
            "check_inputs"]
 
 
@@ -193,7 +193,7 @@ def imprint_classifiers(model: ReIDNet, records, batch_size: int = 128, num_work
     training records (or ``imprint_records`` of them), pids ``0..num_classes-1``, read with the test transform,
     the network in eval mode (under autocast to ``amp_dtype`` unless None).
 
-    Why (the README's learning study): on unit-norm features a row of norm ``s`` moves by at most ``lr / s``
+    Why (docs/MODEL_ZOO.md, "Fine-tuning v3"): on unit-norm features a row of norm ``s`` moves by at most ``lr / s``
     of its norm per sample of its identity, so fresh random rows barely turn in a short fine-tune, and the
     identity loss pulls the features toward random directions. Imprinted rows give the loss the identities'
     own directions from the first step: logit ``s * cos`` of a feature with its identity's mean direction
