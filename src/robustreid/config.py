@@ -173,7 +173,7 @@ class TrainConfig:
     # (each row the mean direction of its identity's features under the starting weights:
     # train.imprint_classifiers). Not in the paper.
     classifier_init: str = "random"
-    imprint_per_identity: int = 4  # images per identity the imprinted rows average (0 = all; spread over cameras)
+    imprint_per_identity: int = 4  # images per identity an imprinted row averages (0 = all; over its cameras)
     amp: bool = False  # autocast: bfloat16 on CPU and on CUDA that has it, else float16 (robustreid.amp)
     deterministic: bool = False
 
