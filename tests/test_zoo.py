@@ -557,3 +557,11 @@ def test_the_model_zoo_page_shows_the_shipped_cards():
 
     page = (Path(__file__).resolve().parents[1] / "docs" / "MODEL_ZOO.md").read_text()
     assert replace_between_markers(page, cards_markdown(list_zoo(ZOO_DIR))) == page
+
+
+def test_cli_imprint_without_init_stops_before_writing(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "robust-reid-1x", "--dataset", "market1501", "--root", str(tmp_path / "data"),
+                 "--out", str(out), "--set", "classifier_init=imprint"]) == 2
+    one_line_error(capsys, "classifier_init='imprint' needs weights to start from (--init)")
+    assert not out.exists()
