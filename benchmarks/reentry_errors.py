@@ -11,6 +11,11 @@ the same for the track that opened the identity it was given:
     appearance right: both tracks started on the same person (a track switched afterwards);
     appearance wrong: they started on different people.
 
+It also sorts the missed returns (a returning person given a new identity) by what the decision saw: no
+distance (the track had no embedding to query with, e.g. every crop overlapped another person, or there was no
+candidate), a nearest candidate beyond the threshold, or one within it (the person's own identity was no
+candidate, or the joint assignment gave it to another entry), with the tracks' lengths in rows.
+
 Usage: python benchmarks/reentry_errors.py ROOM_SCENE TRACK_ROOM_OUTPUT [--first 5]
        e.g. runs/demo_val_s20/scenes/room runs/demo_val_s20/tracking/room/reid (``robustreid demo --seed 20``)
 """
@@ -54,7 +59,9 @@ def main() -> None:
         cameras = scene_sequences(args.room)
     except (FileNotFoundError, ValueError) as err:
         parser.error(f"{args.room}: {err}")
-    tracks = {}  # (camid, track) -> (majority person, persons of its first rows)
+    doc = json.loads(decisions_path.read_text())
+    threshold = doc["reentry"]["max_distance"] if doc.get("reentry") else None
+    tracks, lengths = {}, {}  # (camid, track) -> (majority person, persons of its first rows); -> rows
     for camid, path in cameras:
         gt = load_sequence(path).gt
         if gt is None:
@@ -63,9 +70,16 @@ def main() -> None:
         majority = match_tracks_to_gt(gt, rows)
         for t in np.unique(rows[:, 1]).astype(int):
             tracks[(camid, t)] = (majority.get(t, -1), first_persons(gt, rows[rows[:, 1] == t], args.first))
+            lengths[(camid, t)] = int((rows[:, 1] == t).sum())
     opener, seen, counts = {}, set(), {"appearance right": 0, "appearance wrong": 0}
-    for d in json.loads(decisions_path.read_text())["decisions"]:
+    missed: dict[str, list[int]] = {"no distance": [], "beyond the threshold": [], "within the threshold": []}
+    for d in doc["decisions"]:
         pid, head = tracks.get((d["camid"], d["track_id"]), (-1, []))
+        if d["is_new"] and pid >= 0 and pid in seen:
+            reason = ("no distance" if d["distance"] is None else
+                      "beyond the threshold" if threshold is None or d["distance"] > threshold else
+                      "within the threshold")
+            missed[reason].append(lengths.get((d["camid"], d["track_id"]), 0))
         if d["is_new"]:
             opener[d["identity"]] = (pid, head)
         elif pid >= 0 and (pid not in seen or opener[d["identity"]][0] != pid):
@@ -81,6 +95,9 @@ def main() -> None:
         if pid >= 0:
             seen.add(pid)
     print(json.dumps(counts))
+    print(json.dumps({"missed returns": {reason: {"count": len(n), "track rows": sum(n),
+                                                  "median rows": float(np.median(n)) if n else None}
+                                         for reason, n in missed.items()}}))
 
 
 if __name__ == "__main__":

@@ -8,10 +8,10 @@ scenes of ``--seeds`` (default 20-27; the demo reports seeds 0, 1, 2), written a
 
 Street: the motion-only run, then per ``--street`` setting (``TrackerConfig`` fields) the IDF1 / MOTA / IDSW
 and the IDF1 gain over motion only. Room: per ``--room`` setting (``TrackerConfig`` fields of the room's
-trackers), ``--far`` (the false-accept rate the re-entry threshold is
+trackers, over the room's default ``occluded_iou=ROOM_OCCLUDED_IOU``), ``--far`` (the false-accept rate the re-entry threshold is
 calibrated at on the room's validation people), ``--entry`` (``ReentryConfig.entry_descriptors``) and
-``--bank-distance`` (``ReentryConfig.bank_distance``), the
-re-entry outcomes and the room's cross-camera IDF1. Every detection is embedded once per scene (the first
+``--bank-distance`` (``ReentryConfig.bank_distance``) and ``--reentry`` (the other ``ReentryConfig`` fields:
+``margin``, ``occluded_queries``), the re-entry outcomes and the room's cross-camera IDF1. Every detection is embedded once per scene (the first
 run records the embeddings by sequence, frame and box); the other settings read them back through
 ``embed_fn``, so they cost tracking time only.
 
@@ -21,6 +21,7 @@ with ``--markdown FILE``, the summaries as markdown tables.
 Usage: python benchmarks/tracking_settings_study.py --checkpoint CKPT [--seeds 20 21 ...] [--keep DIR]
            [--street max_appearance_distance=0.1,0.2048 ...] [--far 0.02 0.05 0.1] [--entry 5 10]
            [--bank-distance none 0.1] [--room occluded_iou=none,0.3]
+           [--reentry margin=0,0.05 occluded_queries=false,true]
            [--markdown FILE]
 """
 
@@ -41,6 +42,7 @@ from robustreid.demo import DEMO_SCENES
 from robustreid.tracking.motio import load_sequence
 from robustreid.tracking.reentry import ReentryConfig
 from robustreid.tracking.run import (
+    ROOM_OCCLUDED_IOU,
     calibrate_reentry,
     evaluate_room,
     evaluate_tracking,
@@ -52,7 +54,9 @@ from robustreid.tracking.tracker import CropEmbedder, TrackerConfig
 from robustreid.zoo import is_zoo_name
 
 FIELDS = {f.name: f.type for f in dataclasses.fields(TrackerConfig)}
-ROOM_KEYS = ("far", "entry", "bank")  # the re-entry settings of a room row; the rest are tracker fields
+# ReentryConfig fields a study may vary with --reentry (max_distance is calibrated, the others have options)
+REENTRY_FIELDS = {"margin": float, "occluded_queries": bool}
+ROOM_KEYS = ("far", "entry", "bank", *REENTRY_FIELDS)  # the re-entry settings of a room row; then tracker fields
 
 
 class EmbeddingCache:
@@ -75,19 +79,27 @@ class EmbeddingCache:
         return np.stack([self.store[k] for k in keys])
 
 
-def parse_setting(text: str, option: str = "--street") -> list[dict]:
-    """``field=v1,v2`` -> one TrackerConfig override per value (``none``: None, for the optional fields)."""
+def _bool(v: str) -> bool:
+    if v.lower() not in ("true", "false"):
+        raise ValueError(v)
+    return v.lower() == "true"
+
+
+def parse_setting(text: str, option: str = "--street", fields: dict | None = None) -> list[dict]:
+    """``field=v1,v2`` -> one override per value (``none``: None, for the optional fields) of a
+    ``fields`` name (default: the TrackerConfig fields)."""
+    fields = FIELDS if fields is None else fields
     name, sep, values = text.partition("=")
-    if not sep or name not in FIELDS:
+    if not sep or name not in fields:
         raise ValueError(
-            f"{option} {text!r}: expected FIELD=V1,V2,... with FIELD a TrackerConfig field "
-            f"({', '.join(FIELDS)})"
+            f"{option} {text!r}: expected FIELD=V1,V2,... with FIELD one of {', '.join(fields)}"
         )
-    kind = int if FIELDS[name] in (int, "int") else float
+    kind = {int: int, "int": int, bool: _bool, "bool": _bool}.get(fields[name], float)
     try:
         return [{name: None if v == "none" else kind(v)} for v in values.split(",")]
     except ValueError:
-        raise ValueError(f"{option} {text!r}: {name} takes {kind.__name__} values") from None
+        raise ValueError(f"{option} {text!r}: {name} takes {'bool' if kind is _bool else kind.__name__} "
+                         "values") from None
 
 
 def street_runs(seq_dir: Path, out: Path, cache: EmbeddingCache, settings: list[dict]) -> list[dict]:
@@ -109,11 +121,12 @@ def street_runs(seq_dir: Path, out: Path, cache: EmbeddingCache, settings: list[
 
 def room_runs(
     room_dir: Path, out: Path, cache: EmbeddingCache, fars: list[float], entries: list[int], banks: list,
-    trackers: list[dict] = ({},),
+    trackers: list[dict] = ({},), reentries: list[dict] = ({},),
 ) -> list[dict]:
     rows = []
-    for tracker, far, entry, bank in itertools.product(trackers, fars, entries, banks):
-        config = TrackerConfig(**tracker)
+    settings = itertools.product(trackers, fars, entries, banks, reentries)
+    for index, (tracker, far, entry, bank, extra) in enumerate(settings):
+        config = TrackerConfig(**{"occluded_iou": ROOM_OCCLUDED_IOU, **tracker})  # the room's default
         cal = calibrate_reentry(
             room_dir / "validation", embed_fn=cache, far=far, entry_descriptors=entry, config=config
         )
@@ -121,15 +134,17 @@ def room_runs(
             max_distance=float(np.clip(cal["threshold"], 0.0, 2.0)),
             entry_descriptors=entry,
             bank_distance=bank,
+            **extra,
         )
-        track_room(room_dir, out, embed_fn=cache, reentry=reentry, config=config)
-        ev = evaluate_room(room_dir, out)
+        track_room(room_dir, out / f"setting{index}", embed_fn=cache, reentry=reentry, config=config)
+        ev = evaluate_room(room_dir, out / f"setting{index}")
         r = ev["reentry"]
         returns = r["correct_match"] + r["wrong_match"] + r["missed_return"]
         rows.append(
             {
                 "setting": {
-                    "far": far, "entry": entry, **({"bank": bank} if bank is not None else {}), **tracker
+                    "far": far, "entry": entry, **({"bank": bank} if bank is not None else {}), **extra,
+                    **tracker,
                 },
                 "threshold": cal["threshold"],
                 "tar": cal["tar"],
@@ -183,8 +198,10 @@ def summarise(runs: list[dict]) -> tuple[list[dict], list[dict]]:
 
 def room_setting(setting: dict) -> str:
     """``far, entry[, bank][, field value ...]``: the re-entry settings in that order, then tracker fields."""
-    parts = [str(setting[k]) for k in ROOM_KEYS if k in setting]
-    return ", ".join(parts + [f"{k} {v}" for k, v in setting.items() if k not in ROOM_KEYS])
+    plain = ROOM_KEYS[:3]  # far, entry, bank: by position; the other re-entry and tracker fields by name
+    parts = [str(setting[k]) for k in plain if k in setting]
+    named = [k for k in ROOM_KEYS[3:] if k in setting] + [k for k in setting if k not in ROOM_KEYS]
+    return ", ".join(parts + [f"{k} {setting[k]}" for k in named])
 
 
 def markdown(street: list[dict], room: list[dict], model: str, seeds: list[int]) -> str:
@@ -206,7 +223,7 @@ def markdown(street: list[dict], room: list[dict], model: str, seeds: list[int])
         )
     lines += [
         "",
-        "| room: far, entry embeddings[, bank distance][, tracker setting] "
+        "| room: far, entry embeddings[, bank distance][, re-entry and tracker settings] "
         "| correct / wrong / missed (all scenes) "
         "| correct share % "
         "| scenes with >= half correct and <= 1 wrong | false matches | IDF1 |",
@@ -248,7 +265,16 @@ def main() -> None:
         help="TrackerConfig settings of the room's trackers (and its calibration), each crossed with the "
         "re-entry settings; 'none' is None",
     )
-    parser.add_argument("--keep", help="write the scenes here (reused when complete), not in a temp dir")
+    parser.add_argument(
+        "--reentry",
+        nargs="*",
+        default=[],
+        metavar="FIELD=V1,V2",
+        help=f"ReentryConfig settings ({', '.join(REENTRY_FIELDS)}), each crossed with the others",
+    )
+    parser.add_argument("--keep", help="write the scenes here (reused when complete), not in a temp dir, and "
+                        "the rooms' track_room outputs under outputs/room_s<seed>/setting<k> (k: the room rows' "
+                        "order)")
     parser.add_argument("--backend", default="onnxruntime", choices=["torch", "onnxruntime", "openvino"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--markdown", metavar="FILE")
@@ -264,6 +290,12 @@ def main() -> None:
         room_trackers = [s for text in args.room for s in parse_setting(text, "--room")] or [{}]
         for s in settings + room_trackers:
             TrackerConfig(**s)
+        reentries = [{}]
+        for text in args.reentry:  # every value of one field crossed with every value of the others
+            values = parse_setting(text, "--reentry", REENTRY_FIELDS)
+            reentries = [{**r, **v} for r in reentries for v in values]
+        for r in reentries:
+            ReentryConfig(max_distance=0.0, **r)
     except ValueError as err:
         parser.error(str(err))
     torch.set_num_threads(args.threads)
@@ -289,12 +321,13 @@ def main() -> None:
                     {"kind": "room", **r}
                     for r in room_runs(
                         root / f"room_s{seed}",
-                        Path(tmp) / "room",
+                        (root / "outputs" if args.keep else Path(tmp)) / f"room_s{seed}",
                         cache,
                         args.far,
                         args.entry,
                         args.bank_distance,
                         room_trackers,
+                        reentries,
                     )
                 ]
             for r in rows:

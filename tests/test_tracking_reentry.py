@@ -234,3 +234,58 @@ def test_room_entry_whose_crops_all_overlapped_opens_a_new_identity():
     assert (first.is_new, second.is_new, first.distance, second.distance) == (True, True, np.inf, np.inf)
     assert {first.identity, second.identity} == {1, 2} and third.is_new and third.identity == 3
     assert all(room.gallery.bank(i).size == 0 for i in (1, 2)) and room.gallery.bank(3).shape == (2, 5)
+
+
+def test_margin_leaves_a_query_between_two_identities_unassigned():
+    """q lies at cosine 0.90 of A and 0.88 of B (distances 0.10, 0.12): a margin of 0.05 cannot tell them
+    apart, one of 0.01 can; a single candidate has no rival, so the margin never blocks it."""
+    a, b = np.array([1.0, 0, 0, 0]), np.array([0.8, 0.6, 0, 0])
+    y = (0.88 - 0.8 * 0.90) / 0.6
+    q = np.array([[0.90, y, np.sqrt(1 - 0.90**2 - y**2), 0]])
+    banks = [a[None], b[None]]
+    assigned, dist = match_entries(q, banks, max_distance=0.2, margin=0.05)
+    assert assigned.tolist() == [-1] and dist[0] == pytest.approx(0.10)  # its nearest, as when rejected
+    assigned, dist = match_entries(q, banks, max_distance=0.2, margin=0.01)
+    assert assigned.tolist() == [0] and dist[0] == pytest.approx(0.10)
+    assert match_entries(q, banks[:1], max_distance=0.2, margin=0.5)[0].tolist() == [0]
+    # the rival must be a candidate: an excluded B does not block A
+    assigned, _ = match_entries(q, banks, max_distance=0.2, allowed=[[True, False]], margin=0.05)
+    assert assigned.tolist() == [0]
+    with pytest.raises(ValueError, match="margin is a cosine distance"):
+        ReentryConfig(max_distance=0.3, margin=-0.1)
+
+
+def test_gallery_keep_false_matches_without_banking():
+    gallery = ReentryGallery(max_descriptors=10)
+    a = gallery.new_identity(np.tile(EA, (2, 1)))
+    out = gallery.assign([np.tile(EA, (3, 1)), np.tile(EC, (3, 1))], excluded=[], max_distance=0.2,
+                         keep=[False, False])
+    assert out[0][:2] == (a, False) and out[1][:2] == (2, True)
+    assert gallery.bank(a).shape == (2, 5) and gallery.bank(2).size == 0  # nothing joined, nothing opened
+    with pytest.raises(ValueError, match="one bool per query"):
+        gallery.assign([np.tile(EA, (1, 1))], excluded=[], max_distance=0.2, keep=[True, True])
+
+
+@pytest.mark.parametrize("occluded_queries", [False, True])
+def test_room_entry_whose_crops_all_overlapped_may_query_with_them(occluded_queries):
+    """A is seen alone, leaves, then comes back side by side with B (IoU 0.6) for their whole stay. With
+    ``occluded_queries`` A's overlapped crops find A's identity (and stay out of its bank) and B's open a new
+    identity with an empty bank; without it both open new identities."""
+    config = TrackerConfig(max_frames_lost=1, occluded_iou=0.3)
+    reentry = ReentryConfig(max_distance=0.2, entry_descriptors=2, occluded_queries=occluded_queries)
+    room = RoomTracker([0], config, reentry)
+    frames = [frame((300, EA))] * 4 + [frame()] * 3 + [frame((100, EA), (110, EB))] * 4 + [frame()] * 3
+    for inputs in frames:
+        room.step({0: inputs})
+    room.finish()
+    first, *back = room.decisions
+    assert first.identity == 1 and first.is_new and len(back) == 2
+    by_identity = {d.identity: d for d in back}
+    if occluded_queries:
+        assert 1 in by_identity and not by_identity[1].is_new and by_identity[1].distance == pytest.approx(0)
+        assert [d.is_new for d in back].count(True) == 1
+    else:
+        assert all(d.is_new and d.distance == np.inf for d in back)
+    # A's clean crops only (its entry's 2, then its ended track's 4): the overlapped ones never joined
+    np.testing.assert_array_equal(room.gallery.bank(1), np.tile(EA, (6, 1)))
+    assert all(room.gallery.bank(d.identity).size == 0 for d in back if d.is_new)

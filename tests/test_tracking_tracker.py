@@ -101,10 +101,33 @@ def test_occluded_crops_stay_out_of_the_banks():
     np.testing.assert_array_equal(kept.track(1).descriptors, np.tile(EA, (16, 1)))
     np.testing.assert_array_equal(kept.track(2).descriptors, np.tile(EB, (16, 1)))
     assert np.isclose(plain.track(1).descriptors @ EB, np.sqrt(0.5)).sum() == 5
+    # the overlapped crops are kept aside (a re-entry gallery may query with them), never in the bank
+    np.testing.assert_allclose(kept.track(1).occluded_descriptors, np.tile((EA + EB) / np.sqrt(2), (5, 1)))
+    assert plain.track(1).occluded_descriptors.shape == (0, 0)
+    for _ in range(kept.config.max_frames_lost + 1):  # both end: the report hands over what was kept aside
+        out = kept.update(np.empty((0, 4)), [], None)
+    assert sorted(out.ended) == sorted(out.ended_occluded) == [1, 2]
+    assert out.ended_occluded[2].shape == (5, 4) and out.ended[2].shape == (16, 4)
     tracker = Tracker(TrackerConfig(occluded_iou=0.3))  # each frame's report flags the overlapping rows
     flags = [tracker.update(np.array([box(a), box(b)]), [0.9, 0.9], np.stack([ea, eb])).occluded.tolist()
              for (a, ea), (b, eb) in crossing_frames()]
     assert flags[0] == [] and flags.count([True, True]) == 5 and flags.count([False, False]) == 15
+
+
+@pytest.mark.parametrize("births", [True, False])
+def test_occluded_births_false_starts_no_track_behind_another(births):
+    """A walks alone; B appears half behind A (IoU 0.6) for 3 frames, then steps clear. Births from the
+    overlapped candidate: B gets a track at once (a fragment); without them, one track once clear."""
+    frames = [[(100, EA)]] * 2 + [[(100, EA), (110, EB)]] * 3 + [[(100, EA), (300, EB)]] * 3
+    out = run(Tracker(TrackerConfig(occluded_iou=0.3, occluded_births=births)), frames)
+    assert all(o.get(0) == 1 for o in out[1:])  # A: track 1 throughout
+    if births:
+        assert out[3] == {0: 1, 1: 2}  # B confirmed on its second overlapped frame
+        assert out[-1] == {0: 1, 1: 3}  # that track banked no clean crop to be found by: a second track
+    else:
+        assert out[2:5] == [{0: 1}] * 3 and out[5] == {0: 1} and out[6] == {0: 1, 1: 2}
+    with pytest.raises(ValueError, match="occluded_births must be True or False"):
+        TrackerConfig(occluded_births=1)
 
 
 def test_lost_track_is_refound_by_appearance():

@@ -60,13 +60,19 @@ class ReentryConfig:
     all of them). Not in the paper (it says only that the gallery holds "several images per person"). Chosen
     on validation rooms: a first version on seeds 20-25 took the wrong re-entries from 25 to 18 at 0.1 (23 at
     0.2), and this one on seeds 26-31 from 17 to 13 at 0.1 and at 0.2, the correct ones unchanged
-    (docs/TRACKING.md)."""
+    (docs/TRACKING.md). ``margin`` (:func:`match_entries`) and ``occluded_queries`` (a track that ended with no
+    clean crop, every one overlapping another person, queries with its overlapped crops, which never join a
+    bank) are off: on validation rooms 20-25 a margin traded correct re-entries for wrong ones at about 2 to 1
+    (0.06: 130 / 20 -> 119 / 12 correct / wrong) and the overlapped queries traded them 1 to 1 (141 / 30),
+    neither bringing a room nearer the target (docs/TRACKING.md, "Rules tried against the room's errors")."""
 
     max_distance: float
     entry_descriptors: int = 5
     max_descriptors: int = 100
     max_identities: int = 1000
     bank_distance: float | None = 0.1
+    margin: float = 0.0
+    occluded_queries: bool = False
 
     def __post_init__(self):
         if not (np.isfinite(self.max_distance) and 0.0 <= self.max_distance <= 2.0):
@@ -76,6 +82,10 @@ class ReentryConfig:
                                                    and 0.0 <= self.bank_distance <= 2.0):
             raise ValueError("ReentryConfig.bank_distance is a cosine distance in [0, 2] or None, got "
                              f"{self.bank_distance!r}")
+        if not (np.isfinite(self.margin) and 0.0 <= self.margin <= 2.0):
+            raise ValueError(f"ReentryConfig.margin is a cosine distance in [0, 2], got {self.margin!r}")
+        if not isinstance(self.occluded_queries, bool):
+            raise ValueError(f"ReentryConfig.occluded_queries must be True or False, got {self.occluded_queries!r}")
         for name in ("entry_descriptors", "max_descriptors", "max_identities"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -126,10 +136,12 @@ def calibrate_threshold(genuine_distances, impostor_distances, far: float = 0.01
 
 
 def match_entries(query_feats, gallery_banks: Sequence[np.ndarray], max_distance: float,
-                  allowed=None) -> tuple[np.ndarray, np.ndarray]:
+                  allowed=None, margin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Jointly assign (Q, D) unit queries to gallery identities, each given as an (n_g, D) bank.
 
-    ``allowed`` (Q, G) bool marks the candidate pairs (all when None). Returns ``(assigned (Q,),
+    ``allowed`` (Q, G) bool marks the candidate pairs (all when None). ``margin``: a query whose second
+    nearest allowed identity is less than this farther than its nearest is left unassigned (a ratio test in
+    the manner of Lowe's, on distances: two identities it cannot tell apart). Returns ``(assigned (Q,),
     distance (Q,))``: the gallery index given to each query or -1, and its distance to that identity
     (to its nearest allowed identity when unassigned; ``inf`` when it had none). At most one query per
     identity; the assignment has the most pairs within ``max_distance``, then the least total distance.
@@ -145,6 +157,9 @@ def match_entries(query_feats, gallery_banks: Sequence[np.ndarray], max_distance
         dist = np.where(allowed, dist, np.inf)
     assigned = np.full(len(q), -1, dtype=np.int64)
     distance = dist.min(axis=1) if dist.shape[1] else np.full(len(q), np.inf)
+    if margin > 0 and dist.shape[1] > 1:
+        nearest2 = np.partition(dist, 1, axis=1)[:, :2]
+        dist = np.where((nearest2[:, 1] - nearest2[:, 0] < margin)[:, None], np.inf, dist)
     matches, _, _ = linear_assignment(dist, max_distance)
     assigned[matches[:, 0]] = matches[:, 1]
     distance[matches[:, 0]] = dist[matches[:, 0], matches[:, 1]]
@@ -202,11 +217,12 @@ class ReentryGallery:
         bank = d if bank.size == 0 else np.concatenate([bank, d])
         self._banks[identity] = bank[-self.max_descriptors:]
 
-    def assign(self, queries: Sequence[np.ndarray], excluded: Iterable[int],
-               max_distance: float) -> list[tuple[int, bool, float]]:
+    def assign(self, queries: Sequence[np.ndarray], excluded: Iterable[int], max_distance: float,
+               margin: float = 0.0, keep: Sequence[bool] | None = None) -> list[tuple[int, bool, float]]:
         """Decide simultaneous entries, each given as its (n_q, D) first embeddings; ``excluded``
-        identities are not candidates. Returns ``(identity, is_new, distance)`` per query; the
-        queries' embeddings are added to the identities they get."""
+        identities are not candidates; ``margin`` as in :func:`match_entries`. Returns ``(identity, is_new,
+        distance)`` per query; the queries' embeddings are added to the identities they get, except where
+        ``keep`` (one bool per query; all True when None) is False."""
         if not queries:
             return []
         for i, d in enumerate(queries):
@@ -217,15 +233,20 @@ class ReentryGallery:
         means /= np.linalg.norm(means, axis=1, keepdims=True)
         excluded = set(excluded)
         candidates = [g for g in self._banks if g not in excluded and self._banks[g].size]
-        assigned, distance = match_entries(means, [self._banks[g] for g in candidates], max_distance)
+        assigned, distance = match_entries(means, [self._banks[g] for g in candidates], max_distance,
+                                           margin=margin)
+        keep = [True] * len(queries) if keep is None else [bool(k) for k in keep]
+        if len(keep) != len(queries):
+            raise ValueError(f"keep: expected one bool per query ({len(queries)}), got {len(keep)}")
         out = []
-        for d, a, dist in zip(queries, assigned, distance):
+        for d, a, dist, k in zip(queries, assigned, distance, keep):
             if a >= 0:
                 identity = candidates[a]
-                self.add(identity, d)
+                if k:
+                    self.add(identity, d)
                 out.append((identity, False, float(dist)))
             else:
-                out.append((self.new_identity(d), True, float(dist)))
+                out.append((self.new_identity(d if k else None), True, float(dist)))
         return out
 
 
@@ -317,17 +338,24 @@ class RoomTracker:
 
     def _decide(self, outputs: Mapping[int, FrameTracks], final: bool) -> None:
         need = self.reentry.entry_descriptors if self.reentry else 0
+        fallback = self.reentry is not None and self.reentry.occluded_queries
         for c in self.camids:
             ended = outputs[c].ended if c in outputs else {}
-            ready, banks = [], []
+            ended_occluded = outputs[c].ended_occluded if c in outputs else {}
+            ready, banks, clean = [], [], []
             for track_id in self._pending[c]:
                 if track_id in ended:
-                    bank = ended[track_id]
+                    bank, aside = ended[track_id], ended_occluded.get(track_id, np.empty((0, 0)))
                 else:
-                    bank = self.trackers[c].track(track_id).descriptors
+                    track = self.trackers[c].track(track_id)
+                    bank, aside = track.descriptors, track.occluded_descriptors
                 if final or track_id in ended or len(bank) >= need:
                     ready.append(track_id)
+                    # a track with no clean crop at all may query with its overlapped ones (never banked)
+                    use_aside = fallback and not np.asarray(bank).size and np.asarray(aside).size
+                    bank = aside if use_aside else bank
                     banks.append(bank[:need] if need else bank)
+                    clean.append(not use_aside)
             if not ready:
                 continue
             if self.reentry is None:
@@ -339,7 +367,8 @@ class RoomTracker:
                 excluded = set(self._live[c]) | {g for g, step in self._left_at[c].items() if step >= since}
                 seen = [i for i, bank in enumerate(banks) if np.asarray(bank).size]
                 decided = self.gallery.assign([banks[i] for i in seen], excluded=excluded,
-                                              max_distance=self.reentry.max_distance)
+                                              max_distance=self.reentry.max_distance,
+                                              margin=self.reentry.margin, keep=[clean[i] for i in seen])
                 results = dict(zip(seen, decided))
                 # a track that ends (or the sequence does) before any of its crops could join its bank (each
                 # overlapped another person: TrackerConfig.occluded_iou) has nothing to match: a new identity

@@ -98,7 +98,11 @@ class TrackerConfig:
     is at least this is matched as usual, but its embedding does not join the track's bank, since its crop
     shows part of another person. A bank's distance is its nearest embedding, so one such crop lets the
     track match the other person later (a switch where people cross) and puts two people in the bank a
-    re-entry gallery inherits.
+    re-entry gallery inherits. ``occluded_births`` (not in MOTDT): with False, such a candidate starts no
+    track either (a person hidden behind another is found again by their own track, or born once in the clear).
+    On validation rooms it removed most one-or-two-frame fragments (missed re-entries 122 -> 33) but cost room
+    IDF1 (71.1 -> 69.0, lower on 4 of 6) and added wrong re-entries (20 -> 24), so it stays True
+    (docs/TRACKING.md, "Rules tried against the room's errors").
     """
 
     use_reid: bool = True
@@ -115,10 +119,12 @@ class TrackerConfig:
     reid_refresh: int = 1
     certain_iou: float = 0.5
     occluded_iou: float | None = None
+    occluded_births: bool = True
 
     def __post_init__(self):
-        if not isinstance(self.use_reid, bool):
-            raise ValueError(f"TrackerConfig.use_reid must be True or False, got {self.use_reid!r}")
+        for name in ("use_reid", "occluded_births"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"TrackerConfig.{name} must be True or False, got {getattr(self, name)!r}")
         if not 0.0 <= self.max_appearance_distance <= 2.0:
             raise ValueError("TrackerConfig.max_appearance_distance is a cosine distance in [0, 2], got "
                              f"{self.max_appearance_distance!r}")
@@ -227,6 +233,7 @@ class Track:
         self._bank: np.ndarray | None = None  # ring buffer (max_descriptors, D), allocated on first use
         self._num_seen = 0  # embeddings ever added
         self.last_embedded = -1  # frame of the last embedding added (-1: none yet)
+        self._occluded_first: list[np.ndarray] = []  # the first max_descriptors crops kept out of the bank
 
     @property
     def box_xyxy(self) -> np.ndarray:
@@ -243,6 +250,13 @@ class Track:
         pos = self._num_seen % self._max_descriptors
         return np.concatenate([self._bank[pos:], self._bank[:pos]])
 
+    @property
+    def occluded_descriptors(self) -> np.ndarray:
+        """(n, D) the first unit embeddings kept out of the bank because their crop overlapped another
+        person (``TrackerConfig.occluded_iou``), oldest first, at most ``max_descriptors``; (0, 0) if none.
+        A re-entry gallery may query with them when a track has nothing else (``ReentryConfig``)."""
+        return np.stack(self._occluded_first) if self._occluded_first else np.empty((0, 0))
+
     def _stored(self) -> np.ndarray:
         """The stored embeddings in ring order (no copy): enough for a nearest-neighbour distance."""
         if self._bank is None:
@@ -255,6 +269,10 @@ class Track:
             self._bank = np.empty((self._max_descriptors, feat.shape[0]))
         self._bank[self._num_seen % self._max_descriptors] = feat
         self._num_seen += 1
+
+    def _add_occluded(self, feat: np.ndarray) -> None:
+        if len(self._occluded_first) < self._max_descriptors:
+            self._occluded_first.append(np.array(feat, dtype=np.float64))
 
     def __repr__(self) -> str:
         return (f"Track(id={self.track_id}, state={self.state}, confirmed={self.confirmed}, "
@@ -271,7 +289,8 @@ class FrameTracks:
     ``track_ids``); ``ended`` maps the id of each confirmed track that ended in this frame (lost for
     more than ``max_frames_lost`` frames) to its embedding bank (n, D). ``occluded`` flags the rows whose
     detection overlapped another candidate (``TrackerConfig.occluded_iou``; all False when it is None):
-    their embeddings did not join the bank.
+    their embeddings did not join the bank. ``ended_occluded`` maps each ended track's id to the embeddings
+    kept out of its bank (``Track.occluded_descriptors``).
     """
 
     frame_id: int
@@ -282,6 +301,7 @@ class FrameTracks:
     confirmed: tuple[int, ...] = ()
     ended: dict[int, np.ndarray] = field(default_factory=dict)
     occluded: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    ended_occluded: dict[int, np.ndarray] = field(default_factory=dict)
 
     def mot_rows(self) -> np.ndarray:
         """(M, 7) MOTChallenge result rows ``frame, id, x, y, w, h, score`` (top-left x, y)."""
@@ -369,13 +389,13 @@ class Tracker:
                            and t.hits == cfg.confirm_hits]
         born = []
         for j in pool:
-            if scores[j] < cfg.min_new_track_score:
+            if scores[j] < cfg.min_new_track_score or (self._occluded[j] and not cfg.occluded_births):
                 continue
             mean, cov = self.kalman.initiate(measurements[j])
             t = Track(self._next_id, mean, cov, self.frame_id, cfg.max_descriptors)
             self._next_id += 1
-            if feats is not None and not self._occluded[j]:
-                t._add_descriptor(feats[j], self.frame_id)
+            if feats is not None:
+                self._store(t, feats[j], j)
             if cfg.confirm_hits == 1:
                 t.confirmed = True
                 newly_confirmed.append(t.track_id)
@@ -384,6 +404,7 @@ class Tracker:
 
         # 7. lifecycle
         ended: dict[int, np.ndarray] = {}
+        ended_occluded: dict[int, np.ndarray] = {}
         still_tracked, still_lost = [], []
         for t in self._tracked + self._lost:
             if t.track_id in matched:
@@ -394,6 +415,7 @@ class Tracker:
             elif self.frame_id - t.last_frame > cfg.max_frames_lost:
                 t.state = Track.REMOVED
                 ended[t.track_id] = t.descriptors
+                ended_occluded[t.track_id] = t.occluded_descriptors
             else:
                 t.state = Track.LOST
                 still_lost.append(t)
@@ -411,6 +433,7 @@ class Tracker:
             confirmed=tuple(sorted(newly_confirmed)),
             ended=ended,
             occluded=self._occluded[det_idx],
+            ended_occluded=ended_occluded,
         )
 
     # ----------------------------------------------------------------------------------- internals
@@ -491,12 +514,19 @@ class Tracker:
 
     def _apply_match(self, track: Track, measurement: np.ndarray, feat: np.ndarray | None, det: int) -> None:
         track.mean, track.covariance = self.kalman.update(track.mean, track.covariance, measurement)
-        if feat is not None and not self._occluded[det]:
-            track._add_descriptor(feat, self.frame_id)
+        if feat is not None:
+            self._store(track, feat, det)
         track.hits += 1
         track.last_frame = self.frame_id
         if not track.confirmed and track.hits >= self.config.confirm_hits:
             track.confirmed = True
+
+    def _store(self, track: Track, feat: np.ndarray, det: int) -> None:
+        """A matched detection's embedding: into the track's bank, or aside if its crop overlaps another."""
+        if self._occluded[det]:
+            track._add_occluded(feat)
+        else:
+            track._add_descriptor(feat, self.frame_id)
 
     def _check_frame(self, boxes_xyxy, scores, embeddings):
         boxes = np.asarray(boxes_xyxy, dtype=np.float64)
