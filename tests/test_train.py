@@ -518,6 +518,35 @@ def test_fit_trains_with_the_grad_scaler_it_built(tiny_dataset, tmp_path, monkey
     assert isinstance(received[0], torch.amp.GradScaler) and received[1] is None
 
 
+def test_classifier_lr_factor_scales_only_the_classifiers_step():
+    """Plain SGD (no momentum, no decay): the classifiers move factor times as far as with factor 1, every
+    other weight exactly as far; factor 1 keeps one group. Refused at <= 0."""
+    from robustreid.config import LossConfig, OptimConfig
+    from robustreid.model import build_model
+    from robustreid.train import param_groups, train_step
+
+    torch.manual_seed(0)
+    imgs, pids = torch.randn(8, 3, 64, 32), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    moves = []
+    for factor in (1.0, 10.0):
+        torch.manual_seed(1)
+        model = build_model("hacnn", 4, stem_channels=8, stage_channels=(16, 16, 16), stage_repeats=(1, 1, 1),
+                            feat_dim=16, input_size=(64, 32)).train()
+        groups = param_groups(model, factor)
+        assert len(groups) == (1 if factor == 1.0 else 2)
+        optimizer = torch.optim.SGD(groups, lr=0.1)
+        start = {n: p.detach().clone() for n, p in model.named_parameters()}
+        train_step(model, imgs, pids, optimizer, ReIDCriterion(LossConfig(), 4), 0.05, None)
+        moves.append({n: p.detach() - start[n] for n, p in model.named_parameters()})
+    heads = [n for n in moves[0] if n.startswith("classifiers.")]
+    assert heads and all(moves[0][n].abs().sum() > 0 for n in heads)
+    for n in moves[0]:
+        expected = moves[0][n] * (10.0 if n in heads else 1.0)
+        torch.testing.assert_close(moves[1][n], expected, rtol=1e-4, atol=1e-7)
+    with pytest.raises(ValueError, match="classifier_lr_factor must be > 0"):
+        OptimConfig(classifier_lr_factor=0.0)
+
+
 def test_train_step_runs_backward_and_step_through_the_scaler():
     # float16's path (scale, step, update), run in float32 on the CPU: a power-of-two scale that the step
     # divides out again is exact, so the weights equal those of the plain step

@@ -120,16 +120,24 @@ class LoaderConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """SGD (Section 4): momentum 0.9, weight decay 5e-4; learning rates come from ``schedule``."""
+    """SGD (Section 4): momentum 0.9, weight decay 5e-4; learning rates come from ``schedule``.
+
+    ``classifier_lr_factor``: the identity classifiers learn at this multiple of the schedule's rate (not in
+    the paper; fast-reid's ``HEADS_LR_FACTOR``). On unit-norm features a classifier row of norm 8 turns by
+    at most lr / 8 per image of its identity, so at 1 the rows hardly leave their random init
+    (docs/REPRODUCTION.md, "Third round")."""
 
     momentum: float = 0.9
     weight_decay: float = 5e-4
     nesterov: bool = False
+    classifier_lr_factor: float = 1.0
 
     def __post_init__(self):
         _check_types(self, "optim.")
         if not 0.0 <= self.momentum < 1.0 or self.weight_decay < 0:
             raise ValueError(f"optim: momentum must be in [0, 1) and weight_decay >= 0, got {self.momentum}, {self.weight_decay}")
+        if not self.classifier_lr_factor > 0:
+            raise ValueError(f"optim.classifier_lr_factor must be > 0, got {self.classifier_lr_factor}")
 
 
 @dataclass(frozen=True)

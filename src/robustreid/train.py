@@ -310,6 +310,17 @@ def _progress(line: str, i: int, iters: int, stream=sys.stderr) -> None:
     stream.flush()
 
 
+def param_groups(model: nn.Module, classifier_lr_factor: float = 1.0) -> list[dict]:
+    """SGD's parameter groups: one group, or with ``classifier_lr_factor`` != 1 the identity classifiers apart,
+    their ``lr_factor`` scaling the schedule's rate in :func:`train_step` (``OptimConfig``)."""
+    params = list(model.parameters())
+    if classifier_lr_factor == 1.0:
+        return [{"params": params, "lr_factor": 1.0}]
+    heads = {id(p) for p in unwrap(model).classifiers.parameters()}
+    return [{"params": [p for p in params if id(p) not in heads], "lr_factor": 1.0},
+            {"params": [p for p in params if id(p) in heads], "lr_factor": classifier_lr_factor}]
+
+
 def train_step(model: nn.Module, imgs: torch.Tensor, pids: torch.Tensor, optimizer: torch.optim.Optimizer,
                criterion: ReIDCriterion, lr: float, amp_dtype: torch.dtype | None = None,
                scaler: torch.amp.GradScaler | None = None) -> tuple[torch.Tensor, dict]:
@@ -317,7 +328,7 @@ def train_step(model: nn.Module, imgs: torch.Tensor, pids: torch.Tensor, optimiz
     objective, backward, update. Returns the loss and its parts; a non-finite loss raises ``TrainingDiverged``
     before any weight changes. ``scaler``: float16's gradient scaler (``amp.needs_grad_scaler``), else None."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_factor", 1.0)
     with torch.autocast(imgs.device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
         out = model(imgs)
     loss, parts = criterion(out, pids)
@@ -658,8 +669,9 @@ def _setup(cfg: TrainConfig, dataset: ReidDataset, dev: torch.device, rank: int,
         erasing=RandomErasing(probability=cfg.data.random_erasing), pad=cfg.data.pad,
         color_jitter=cfg.data.color_jitter,
     )
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr_at(0, cfg.schedule), momentum=cfg.optim.momentum,
-                                weight_decay=cfg.optim.weight_decay, nesterov=cfg.optim.nesterov)
+    optimizer = torch.optim.SGD(param_groups(model, cfg.optim.classifier_lr_factor), lr=lr_at(0, cfg.schedule),
+                                momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay,
+                                nesterov=cfg.optim.nesterov)
     criterion = ReIDCriterion(cfg.loss, num_classes)
     scaler = torch.amp.GradScaler(dev.type) if cfg.amp and needs_grad_scaler(dev) else None
     return model, loader, optimizer, criterion, scaler
