@@ -13,8 +13,9 @@ the same for the track that opened the identity it was given:
 
 It also sorts the missed returns (a returning person given a new identity) by what the decision saw: no
 distance (the track had no embedding to query with, e.g. every crop overlapped another person, or there was no
-candidate), a nearest candidate beyond the threshold, or one within it (the person's own identity was no
-candidate, or the joint assignment gave it to another entry), with the tracks' lengths in rows.
+candidate), a nearest candidate beyond the threshold, or one within it (the joint assignment gave that
+identity to another entry, or ``ReentryConfig.margin`` found a second candidate too close), with the tracks'
+lengths in rows.
 
 Usage: python benchmarks/reentry_errors.py ROOM_SCENE TRACK_ROOM_OUTPUT [--first 5]
        e.g. runs/demo_val_s20/scenes/room runs/demo_val_s20/tracking/room/reid (``robustreid demo --seed 20``)

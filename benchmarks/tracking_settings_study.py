@@ -8,10 +8,11 @@ scenes of ``--seeds`` (default 20-27; the demo reports seeds 0, 1, 2), written a
 
 Street: the motion-only run, then per ``--street`` setting (``TrackerConfig`` fields) the IDF1 / MOTA / IDSW
 and the IDF1 gain over motion only. Room: per ``--room`` setting (``TrackerConfig`` fields of the room's
-trackers, over the room's default ``occluded_iou=ROOM_OCCLUDED_IOU``), ``--far`` (the false-accept rate the re-entry threshold is
-calibrated at on the room's validation people), ``--entry`` (``ReentryConfig.entry_descriptors``) and
-``--bank-distance`` (``ReentryConfig.bank_distance``) and ``--reentry`` (the other ``ReentryConfig`` fields:
-``margin``, ``occluded_queries``), the re-entry outcomes and the room's cross-camera IDF1. Every detection is embedded once per scene (the first
+trackers, over the room's default ``occluded_iou=ROOM_OCCLUDED_IOU``), ``--far`` (the false-accept rate the
+re-entry threshold is calibrated at on the room's validation people), ``--entry``
+(``ReentryConfig.entry_descriptors``), ``--bank-distance`` (``ReentryConfig.bank_distance``) and ``--reentry``
+(the other ``ReentryConfig`` fields: ``margin``, ``occluded_queries``), the re-entry outcomes and the room's
+cross-camera IDF1. Every detection is embedded once per scene (the first
 run records the embeddings by sequence, frame and box); the other settings read them back through
 ``embed_fn``, so they cost tracking time only.
 
@@ -56,7 +57,7 @@ from robustreid.zoo import is_zoo_name
 FIELDS = {f.name: f.type for f in dataclasses.fields(TrackerConfig)}
 # ReentryConfig fields a study may vary with --reentry (max_distance is calibrated, the others have options)
 REENTRY_FIELDS = {"margin": float, "occluded_queries": bool}
-ROOM_KEYS = ("far", "entry", "bank", *REENTRY_FIELDS)  # the re-entry settings of a room row; then tracker fields
+ROOM_KEYS = ("far", "entry", "bank", *REENTRY_FIELDS)  # a room row's re-entry settings; then tracker fields
 
 
 class EmbeddingCache:
@@ -273,8 +274,8 @@ def main() -> None:
         help=f"ReentryConfig settings ({', '.join(REENTRY_FIELDS)}), each crossed with the others",
     )
     parser.add_argument("--keep", help="write the scenes here (reused when complete), not in a temp dir, and "
-                        "the rooms' track_room outputs under outputs/room_s<seed>/setting<k> (k: the room rows' "
-                        "order)")
+                        "the rooms' track_room outputs under outputs/room_s<seed>/setting<k> (k: the order "
+                        "of the room rows)")
     parser.add_argument("--backend", default="onnxruntime", choices=["torch", "onnxruntime", "openvino"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--markdown", metavar="FILE")
@@ -296,7 +297,7 @@ def main() -> None:
             reentries = [{**r, **v} for r in reentries for v in values]
         for r in reentries:
             ReentryConfig(max_distance=0.0, **r)
-    except ValueError as err:
+    except (ValueError, TypeError) as err:
         parser.error(str(err))
     torch.set_num_threads(args.threads)
     try:

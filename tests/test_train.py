@@ -543,8 +543,9 @@ def test_classifier_lr_factor_scales_only_the_classifiers_step():
     for n in moves[0]:
         expected = moves[0][n] * (10.0 if n in heads else 1.0)
         torch.testing.assert_close(moves[1][n], expected, rtol=1e-4, atol=1e-7)
-    with pytest.raises(ValueError, match="classifier_lr_factor must be > 0"):
-        OptimConfig(classifier_lr_factor=0.0)
+    for bad in (0.0, float("inf")):
+        with pytest.raises(ValueError, match="classifier_lr_factor must be > 0"):
+            OptimConfig(classifier_lr_factor=bad)
 
 
 def test_train_step_runs_backward_and_step_through_the_scaler():

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,8 +137,9 @@ class OptimConfig:
         _check_types(self, "optim.")
         if not 0.0 <= self.momentum < 1.0 or self.weight_decay < 0:
             raise ValueError(f"optim: momentum must be in [0, 1) and weight_decay >= 0, got {self.momentum}, {self.weight_decay}")
-        if not self.classifier_lr_factor > 0:
-            raise ValueError(f"optim.classifier_lr_factor must be > 0, got {self.classifier_lr_factor}")
+        if not (math.isfinite(self.classifier_lr_factor) and self.classifier_lr_factor > 0):
+            raise ValueError("optim.classifier_lr_factor must be > 0 and finite, got "
+                             f"{self.classifier_lr_factor}")
 
 
 @dataclass(frozen=True)

@@ -311,8 +311,8 @@ def _progress(line: str, i: int, iters: int, stream=sys.stderr) -> None:
 
 
 def param_groups(model: nn.Module, classifier_lr_factor: float = 1.0) -> list[dict]:
-    """SGD's parameter groups: one group, or with ``classifier_lr_factor`` != 1 the identity classifiers apart,
-    their ``lr_factor`` scaling the schedule's rate in :func:`train_step` (``OptimConfig``)."""
+    """SGD's parameter groups: one group, or with ``classifier_lr_factor`` != 1 the identity classifiers
+    apart, their ``lr_factor`` scaling the schedule's rate in :func:`train_step` (``OptimConfig``)."""
     params = list(model.parameters())
     if classifier_lr_factor == 1.0:
         return [{"params": params, "lr_factor": 1.0}]
@@ -669,9 +669,9 @@ def _setup(cfg: TrainConfig, dataset: ReidDataset, dev: torch.device, rank: int,
         erasing=RandomErasing(probability=cfg.data.random_erasing), pad=cfg.data.pad,
         color_jitter=cfg.data.color_jitter,
     )
-    optimizer = torch.optim.SGD(param_groups(model, cfg.optim.classifier_lr_factor), lr=lr_at(0, cfg.schedule),
-                                momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay,
-                                nesterov=cfg.optim.nesterov)
+    groups = param_groups(model, cfg.optim.classifier_lr_factor)
+    optimizer = torch.optim.SGD(groups, lr=lr_at(0, cfg.schedule), momentum=cfg.optim.momentum,
+                                weight_decay=cfg.optim.weight_decay, nesterov=cfg.optim.nesterov)
     criterion = ReIDCriterion(cfg.loss, num_classes)
     scaler = torch.amp.GradScaler(dev.type) if cfg.amp and needs_grad_scaler(dev) else None
     return model, loader, optimizer, criterion, scaler

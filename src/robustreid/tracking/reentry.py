@@ -60,11 +60,12 @@ class ReentryConfig:
     all of them). Not in the paper (it says only that the gallery holds "several images per person"). Chosen
     on validation rooms: a first version on seeds 20-25 took the wrong re-entries from 25 to 18 at 0.1 (23 at
     0.2), and this one on seeds 26-31 from 17 to 13 at 0.1 and at 0.2, the correct ones unchanged
-    (docs/TRACKING.md). ``margin`` (:func:`match_entries`) and ``occluded_queries`` (a track that ended with no
-    clean crop, every one overlapping another person, queries with its overlapped crops, which never join a
-    bank) are off: on validation rooms 20-25 a margin traded correct re-entries for wrong ones at about 2 to 1
-    (0.06: 130 / 20 -> 119 / 12 correct / wrong) and the overlapped queries traded them 1 to 1 (141 / 30),
-    neither bringing a room nearer the target (docs/TRACKING.md, "Rules tried against the room's errors")."""
+    (docs/TRACKING.md). ``margin`` (:func:`match_entries`) and ``occluded_queries`` (a track that ended with
+    no clean crop, every one overlapping another person, queries with its overlapped crops, which never join a
+    bank) are off: on validation rooms 20-25 every margin removed more correct re-entries than wrong ones
+    (0.06: 130 / 20 -> 119 / 12 correct / wrong) and the overlapped queries added wrong ones as fast as
+    correct ones (141 / 30), neither bringing a room nearer the target (docs/TRACKING.md, "Rules tried
+    against the room's errors")."""
 
     max_distance: float
     entry_descriptors: int = 5
@@ -85,7 +86,8 @@ class ReentryConfig:
         if not (np.isfinite(self.margin) and 0.0 <= self.margin <= 2.0):
             raise ValueError(f"ReentryConfig.margin is a cosine distance in [0, 2], got {self.margin!r}")
         if not isinstance(self.occluded_queries, bool):
-            raise ValueError(f"ReentryConfig.occluded_queries must be True or False, got {self.occluded_queries!r}")
+            raise ValueError("ReentryConfig.occluded_queries must be True or False, got "
+                             f"{self.occluded_queries!r}")
         for name in ("entry_descriptors", "max_descriptors", "max_identities"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -159,7 +161,9 @@ def match_entries(query_feats, gallery_banks: Sequence[np.ndarray], max_distance
     distance = dist.min(axis=1) if dist.shape[1] else np.full(len(q), np.inf)
     if margin > 0 and dist.shape[1] > 1:
         nearest2 = np.partition(dist, 1, axis=1)[:, :2]
-        dist = np.where((nearest2[:, 1] - nearest2[:, 0] < margin)[:, None], np.inf, dist)
+        with np.errstate(invalid="ignore"):  # a row with no allowed candidate: inf - inf, never matched
+            close = nearest2[:, 1] - nearest2[:, 0] < margin
+        dist = np.where(close[:, None], np.inf, dist)
     matches, _, _ = linear_assignment(dist, max_distance)
     assigned[matches[:, 0]] = matches[:, 1]
     distance[matches[:, 0]] = dist[matches[:, 0], matches[:, 1]]

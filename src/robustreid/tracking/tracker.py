@@ -99,7 +99,8 @@ class TrackerConfig:
     shows part of another person. A bank's distance is its nearest embedding, so one such crop lets the
     track match the other person later (a switch where people cross) and puts two people in the bank a
     re-entry gallery inherits. ``occluded_births`` (not in MOTDT): with False, such a candidate starts no
-    track either (a person hidden behind another is found again by their own track, or born once in the clear).
+    track either (a person hidden behind another is found again by their own track, or born once in the
+    clear); it needs ``occluded_iou``, without which no candidate counts as overlapped.
     On validation rooms it removed most one-or-two-frame fragments (missed re-entries 122 -> 33) but cost room
     IDF1 (71.1 -> 69.0, lower on 4 of 6) and added wrong re-entries (20 -> 24), so it stays True
     (docs/TRACKING.md, "Rules tried against the room's errors").
