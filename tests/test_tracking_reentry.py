@@ -254,8 +254,9 @@ def test_margin_leaves_a_query_between_two_identities_unassigned():
     with np.errstate(invalid="raise"):  # a query with no allowed candidate at all: unassigned, no inf - inf
         assigned, dist = match_entries(q, banks, max_distance=0.2, allowed=[[False, False]], margin=0.05)
     assert assigned.tolist() == [-1] and dist[0] == np.inf
-    with pytest.raises(ValueError, match="margin is a cosine distance"):
-        ReentryConfig(max_distance=0.3, margin=-0.1)
+    for bad in (-0.1, None, "0.1"):
+        with pytest.raises(ValueError, match="margin is a cosine distance"):
+            ReentryConfig(max_distance=0.3, margin=bad)
 
 
 def test_gallery_keep_false_matches_without_banking():

@@ -83,7 +83,8 @@ class ReentryConfig:
                                                    and 0.0 <= self.bank_distance <= 2.0):
             raise ValueError("ReentryConfig.bank_distance is a cosine distance in [0, 2] or None, got "
                              f"{self.bank_distance!r}")
-        if not (np.isfinite(self.margin) and 0.0 <= self.margin <= 2.0):
+        if (isinstance(self.margin, bool) or not isinstance(self.margin, (int, float))
+                or not (np.isfinite(self.margin) and 0.0 <= self.margin <= 2.0)):
             raise ValueError(f"ReentryConfig.margin is a cosine distance in [0, 2], got {self.margin!r}")
         if not isinstance(self.occluded_queries, bool):
             raise ValueError("ReentryConfig.occluded_queries must be True or False, got "
