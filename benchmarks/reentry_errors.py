@@ -60,8 +60,13 @@ def main() -> None:
         cameras = scene_sequences(args.room)
     except (FileNotFoundError, ValueError) as err:
         parser.error(f"{args.room}: {err}")
-    doc = json.loads(decisions_path.read_text())
-    threshold = doc["reentry"]["max_distance"] if doc.get("reentry") else None
+    try:
+        doc = json.loads(decisions_path.read_text())
+        decisions = doc["decisions"]
+        threshold = doc["reentry"]["max_distance"] if doc.get("reentry") else None
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        parser.error(f"{decisions_path}: expected a track_room reentry.json with a 'decisions' list and the "
+                     f"'reentry' config ({type(err).__name__}: {err})")
     tracks, lengths = {}, {}  # (camid, track) -> (majority person, persons of its first rows); -> rows
     for camid, path in cameras:
         gt = load_sequence(path).gt
@@ -70,11 +75,12 @@ def main() -> None:
         rows = read_results(args.output / f"cam{camid}.tracks.txt")
         majority = match_tracks_to_gt(gt, rows)
         for t in np.unique(rows[:, 1]).astype(int):
-            tracks[(camid, t)] = (majority.get(t, -1), first_persons(gt, rows[rows[:, 1] == t], args.first))
-            lengths[(camid, t)] = int((rows[:, 1] == t).sum())
+            own = rows[rows[:, 1] == t]
+            tracks[(camid, t)] = (majority.get(t, -1), first_persons(gt, own, args.first))
+            lengths[(camid, t)] = len(own)
     opener, seen, counts = {}, set(), {"appearance right": 0, "appearance wrong": 0}
     missed: dict[str, list[int]] = {"no distance": [], "beyond the threshold": [], "within the threshold": []}
-    for d in doc["decisions"]:
+    for d in decisions:
         pid, head = tracks.get((d["camid"], d["track_id"]), (-1, []))
         if d["is_new"] and pid >= 0 and pid in seen:
             reason = ("no distance" if d["distance"] is None else

@@ -57,7 +57,9 @@ from robustreid.zoo import is_zoo_name
 FIELDS = {f.name: f.type for f in dataclasses.fields(TrackerConfig)}
 # ReentryConfig fields a study may vary with --reentry (max_distance is calibrated, the others have options)
 REENTRY_FIELDS = {"margin": float, "occluded_queries": bool}
-ROOM_KEYS = ("far", "entry", "bank", *REENTRY_FIELDS)  # a room row's re-entry settings; then tracker fields
+# a room row's re-entry settings: these three by position, then REENTRY_FIELDS and tracker fields by name
+POSITIONAL_KEYS = ("far", "entry", "bank")
+ROOM_KEYS = (*POSITIONAL_KEYS, *REENTRY_FIELDS)
 
 
 class EmbeddingCache:
@@ -199,9 +201,8 @@ def summarise(runs: list[dict]) -> tuple[list[dict], list[dict]]:
 
 def room_setting(setting: dict) -> str:
     """``far, entry[, bank][, field value ...]``: the re-entry settings in that order, then tracker fields."""
-    plain = ROOM_KEYS[:3]  # far, entry, bank: by position; the other re-entry and tracker fields by name
-    parts = [str(setting[k]) for k in plain if k in setting]
-    named = [k for k in ROOM_KEYS[3:] if k in setting] + [k for k in setting if k not in ROOM_KEYS]
+    parts = [str(setting[k]) for k in POSITIONAL_KEYS if k in setting]
+    named = [k for k in REENTRY_FIELDS if k in setting] + [k for k in setting if k not in ROOM_KEYS]
     return ", ".join(parts + [f"{k} {setting[k]}" for k in named])
 
 
