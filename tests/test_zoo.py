@@ -541,6 +541,31 @@ def test_cards_markdown_adds_the_continued_stage_after_the_swag_stage():
     assert "continued" not in cards_markdown([_hand_card(swag_stage=swag)])
 
 
+def test_cards_markdown_lists_every_continued_stage_in_the_order_they_ran():
+    from robustreid.zoo import cards_markdown
+
+    first = {"command": "robustreid train --init A/last.pt --out B", "wall_seconds": 4200, "steps": 1859,
+             "epochs": 11, "shipped": "last.pt", "curve": [{"epoch": 3, "rank1": 51.52, "mAP": 38.67}]}
+    second = {"command": "robustreid train --init B/last.pt --out C", "wall_seconds": 3000, "steps": 2040,
+              "epochs": 6, "shipped": "last.pt", "curve": [{"epoch": 5, "rank1": 75.04, "mAP": 60.0}]}
+    text = cards_markdown([_hand_card(continued_stages=[first, second])])
+    row = next(line for line in text.splitlines() if line.startswith("| `zoo:tiny`"))
+    assert "1750 (7) + 1859 (11) continued + 2040 (6) continued 2" in row
+    assert "60 min + 70 min continued + 50 min continued 2, AMD EPYC" in row
+    lines = text.splitlines()
+    main_run = lines.index("robustreid train --preset robust-reid-1x")
+    assert lines.index("robustreid train --init A/last.pt --out B") == main_run + 1
+    assert lines.index("robustreid train --init B/last.pt --out C") == main_run + 2
+    assert "Shipped: the continued 2 stage's `last.pt` (it started from the continued stage's `last.pt`)." \
+        in text
+    curves = "(held-out test of its data, rank-1 / mAP): epoch"
+    assert f"During the continued stage {curves} 4: 51.5 / 38.7." in text
+    assert f"During the continued 2 stage {curves} 6: 75.0 / 60.0." in text
+    # a card of one stage under the old key renders as the same card with a list of one
+    assert cards_markdown([_hand_card(continued_stage=first)]) == \
+        cards_markdown([_hand_card(continued_stages=[first])])
+
+
 def test_replace_between_markers_keeps_the_rest_and_refuses_a_page_without_them():
     from robustreid.zoo import MARKERS, replace_between_markers
 

@@ -321,6 +321,15 @@ def record_table2_ordering(zoo_dir: str | os.PathLike | None = None) -> dict | N
     return ordering
 
 
+def _continued(card: dict) -> list[tuple[dict, str]]:
+    """The continued stages of ``card`` in the order they ran, each with its label ("continued",
+    "continued 2", ...): the list ``continued_stages``, or the single ``continued_stage`` of a card made
+    before there were two."""
+    single = card.get("continued_stage")
+    stages = card.get("continued_stages") or ([single] if single else [])
+    return [(stage, "continued" if i == 0 else f"continued {i + 1}") for i, stage in enumerate(stages)]
+
+
 def cards_markdown(cards: list[dict]) -> str:
     """The model zoo as Markdown: one table row per card (fast-reid's MODEL_ZOO.md shape), then per model the
     commands that made its data and weights and that measure its figures. Pure: cards in, text out."""
@@ -336,7 +345,7 @@ def cards_markdown(cards: list[dict]) -> str:
         where = f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, {t.get('precision', '?')}"
         minutes = f"{t['wall_seconds'] / 60:.0f} min" if t.get("wall_seconds") else "?"
         steps = f"{t.get('steps', '?')} ({t.get('epochs', '?')})"
-        for stage, label in ((swag, "SWAG"), (c.get("continued_stage"), "continued")):  # in order of running
+        for stage, label in ((swag, "SWAG"), *_continued(c)):  # in order of running
             if stage:
                 wall = stage.get("wall_seconds")
                 minutes += f" + {wall / 60:.0f} min {label}" if wall else f" + {label}"
@@ -364,12 +373,15 @@ def cards_markdown(cards: list[dict]) -> str:
         lines += [s["command"] for s in d.get("sets", {}).values() if "command" in s]
         if t.get("command"):
             lines.append(t["command"])
-        swag, continued = c.get("swag_stage"), c.get("continued_stage")
-        lines += [stage["command"] for stage in (swag, continued) if stage and stage.get("command")]
+        swag, stages = c.get("swag_stage"), _continued(c)
+        ran = (swag, *(stage for stage, _ in stages))
+        lines += [stage["command"] for stage in ran if stage and stage.get("command")]
         lines += ["```", ""]
-        if continued:
-            start = f" (it started from the SWAG stage's `{swag.get('shipped', '?')}`)" if swag else ""
-            lines += [f"Shipped: the continued stage's `{continued.get('shipped', '?')}`{start}.", ""]
+        if stages:
+            (last, label), before = stages[-1], (stages[-2] if len(stages) > 1 else (swag, "SWAG"))
+            start = f" (it started from the {before[1]} stage's `{before[0].get('shipped', '?')}`)" \
+                if before[0] else ""
+            lines += [f"Shipped: the {label} stage's `{last.get('shipped', '?')}`{start}.", ""]
         elif swag:
             lines += [f"Shipped: the SWAG stage's `{swag.get('shipped', '?')}`.", ""]
         lines += ["| evaluated on | rank-1 | rank-5 | mAP | mINP | command |",
@@ -379,7 +391,7 @@ def cards_markdown(cards: list[dict]) -> str:
                 lines.append(f"| {key} | {m['rank1']:.1f} | {m['rank5']:.1f} | {m['mAP']:.1f} | "
                              f"{m.get('mINP', float('nan')):.1f} | `{m['command']}` |")
         for when, curve in (("During training", t.get("curve")),
-                            ("During the continued stage", (continued or {}).get("curve"))):
+                            *((f"During the {label} stage", stage.get("curve")) for stage, label in stages)):
             if curve:  # each on the held-out test of the data it trained on
                 lines += ["", f"{when} (held-out test of its data, rank-1 / mAP): " + ", ".join(
                     f"epoch {p['epoch'] + 1}: {p['rank1']:.1f} / {p['mAP']:.1f}" for p in curve) + "."]
