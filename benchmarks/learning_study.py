@@ -44,7 +44,7 @@ from robustreid.model import build_model
 from robustreid.schedule import lr_at
 from robustreid.swag import update_bn
 from robustreid.losses import ReIDCriterion
-from robustreid.train import fit, train_step
+from robustreid.train import fit, param_groups, train_step
 
 # Each setting: overrides on top of the recipe. "old" is the network as it was before the study (Kaiming
 # fan-out init, ReLU after each FC head's BatchNorm); the others change one or two readings the paper leaves open.
@@ -87,8 +87,8 @@ def relative_updates(cfg, dataset, steps: int) -> dict:
     model = build_model(cfg.model, dataset.num_train_pids, **cfg.model_options())
     loader = build_train_loader(dataset.train, model.data_config, cfg.data.batch_p, cfg.data.batch_k, num_workers=0,
                                 seed=cfg.seed, erasing=RandomErasing(cfg.data.random_erasing), pad=cfg.data.pad)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr_at(0, cfg.schedule), momentum=cfg.optim.momentum,
-                                weight_decay=cfg.optim.weight_decay)
+    optimizer = torch.optim.SGD(param_groups(model, cfg.optim.classifier_lr_factor), lr=lr_at(0, cfg.schedule),
+                                momentum=cfg.optim.momentum, weight_decay=cfg.optim.weight_decay)
     criterion = ReIDCriterion(cfg.loss, dataset.num_train_pids)
     modules = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
     ratios: dict[str, list[float]] = defaultdict(list)
