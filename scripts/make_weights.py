@@ -5,13 +5,15 @@ Every step is one of this repository's own commands (``robustreid synth``, ``rob
 ran. Then ``robustreid.zoo.pack_checkpoint`` writes ``src/robustreid/zoo/<name>.safetensors`` and its card
 ``<name>.json``.
 
-Data: the union of six generator seeds (``TRAIN_SEEDS``; four more, ``MORE_SEEDS``, for a continued stage),
-disjoint from the demo's seeds (0, 1, 2) and from the validation seed (``VALIDATION_SEED``) used to choose
-settings; the paper trains its tracking model on a union of three datasets for a generic representation
-(Section 5), and each generator seed draws its own cameras.
+Data: the union of six generator seeds (``TRAIN_SEEDS``; more, ``MORE_SEEDS`` and ``WIDER_SEEDS``, for the
+continued stages), disjoint from the demo's seeds (0, 1, 2) and from the validation seed (``VALIDATION_SEED``)
+used to choose settings; the paper trains its tracking model on a union of three datasets for a generic
+representation (Section 5), and each generator seed draws its own cameras.
 
 Resumable: a run folder that holds a finished run is not trained again; one that holds an unfinished run is
-continued with ``train --resume``. So ``make weights`` can be stopped and started again across sessions.
+continued with ``train --resume``; when a continued stage has finished, the stages before it are not run again
+(their folders may be gone: the card shipped before holds their record). So ``make weights`` can be stopped
+and started again across sessions.
 
     python scripts/make_weights.py [--models robustreid_1x hacnn] [--work runs/zoo1] [--zoo DIR] [--no-pack]
 """
@@ -74,28 +76,59 @@ SWAG_STAGES = {  # name -> (swag options, the file of the stage's folder that is
     "robustreid_1x": (["--cycles", "5", "--cycle-epochs", "3", "--set", "swag_bma_samples=3"], "last.pt"),
 }
 
-# The continued stage (robustreid_1x v3), after the SWAG stage: its kept file trained again from Eq. 1's
-# peak (`train --init`, new identity classifiers) on a wider union, TRAIN_SEEDS + MORE_SEEDS (400 identities
-# seen by 60 cameras), 11 epochs of 169 PK batches (1,859 steps): 3e-2 for 7 epochs (1 of warmup), 3e-3 for
-# 3, 3e-4 for 1. Why: robustreid_1x was still underfitting (identity loss 8.2 after 3,774 steps, HA-CNN's 1.4
-# after 2,244) and its zero-shot figures trailed the held-out test of its own cameras by ~25 rank-1: more
-# steps at the peak rate, and more cameras. Its last.pt ships, chosen on the validation set (MODEL_ZOO.md).
+# The continued stages: the model before them trained again from Eq. 1's peak (`train --init`, new identity
+# classifiers) on a wider union, each stage from the one before.
+# 1. (v3 of robustreid_1x) after the SWAG stage, on TRAIN_SEEDS + MORE_SEEDS (400 identities seen by 60
+#    cameras), 11 epochs of 169 PK batches (1,859 steps): 3e-2 for 7 epochs (1 of warmup), 3e-3 for 3, 3e-4
+#    for 1. Why: robustreid_1x was still underfitting (identity loss 8.2 after 3,774 steps, HA-CNN's 1.4 after
+#    2,244) and its zero-shot figures trailed the held-out test of its own cameras by ~25 rank-1: more steps
+#    at the peak rate, and more cameras. Its last.pt shipped, chosen on the validation set (MODEL_ZOO.md).
+# 2. (v4) on that union plus WIDER_SEEDS (800 identities, 120 cameras), 6 epochs of 340 batches (2,040
+#    steps): 3e-2 for 4, 3e-3 for 1, 3e-4 for 1. Why: stage 1's gain came with more cameras and identities,
+#    and the identity loss still ended near chance (9.28 against 12.0). Chosen on the validation set.
 MORE_SEEDS = (16, 17, 18, 19)
-CONTINUED_STAGES = {  # name -> train options (beside --preset, --dataset, --root, --out, --init, --amp)
-    "robustreid_1x": ["--epochs", "11", "--set", "schedule.warmup_epochs=1",
-                      "--set", "schedule.milestones=[7,10]", "--set", "schedule.swag_cycles=0",
-                      "--set", "data.color_jitter=0.8", "--set", "eval_every_epochs=4", "--set", "seed=11"],
-    # HA-CNN on the same union with the same step budget as robustreid_1x's three stages (2,244 + 1,530 +
-    # 1,859 = 5,633 steps): 20 epochs of 169 batches (3,380 steps; 5,624 in all) from its main run's last.pt,
-    # the continued stage's shape scaled (3e-2 for 13 epochs, 3e-3 for 5, 3e-4 for 2; the preset: no warmup).
-    "hacnn": ["--epochs", "20", "--set", "schedule.milestones=[13,18]", "--set", "schedule.swag_cycles=0",
-              "--set", "data.color_jitter=0.8", "--set", "eval_every_epochs=5", "--set", "seed=11"],
+WIDER_SEEDS = (40, 41, 42, 43, 44, 45, 46, 47, 48, 49)  # not 20-31: the validation set and tracking scenes
+_STAGE = ["--set", "schedule.swag_cycles=0", "--set", "data.color_jitter=0.8"]
+# name -> [(generator seeds of the stage's union, train options beside --preset, --dataset, --root, --out,
+# --init, --amp)], in the order they run, into the folders name_s2, name_s3, ...
+CONTINUED_STAGES = {
+    "robustreid_1x": [
+        (TRAIN_SEEDS + MORE_SEEDS,
+         ["--epochs", "11", "--set", "schedule.warmup_epochs=1", "--set", "schedule.milestones=[7,10]",
+          *_STAGE, "--set", "eval_every_epochs=4", "--set", "seed=11"]),
+        (TRAIN_SEEDS + MORE_SEEDS + WIDER_SEEDS,
+         ["--epochs", "6", "--set", "schedule.warmup_epochs=1", "--set", "schedule.milestones=[4,5]",
+          *_STAGE, "--set", "eval_every_epochs=3", "--set", "seed=12"]),
+    ],
+    # HA-CNN on the same unions with the same step budget as robustreid_1x's stages. Stage 1: 20 epochs of 169
+    # batches (3,380 steps; 5,624 in all against robustreid_1x's 2,244 + 1,530 + 1,859 = 5,633) from its main
+    # run's last.pt, the continued stage's shape scaled (3e-2 for 13 epochs, 3e-3 for 5, 3e-4 for 2; the
+    # preset: no warmup). Stage 2: robustreid_1x's stage 2 (2,040 steps).
+    "hacnn": [
+        (TRAIN_SEEDS + MORE_SEEDS,
+         ["--epochs", "20", "--set", "schedule.milestones=[13,18]", *_STAGE, "--set", "eval_every_epochs=5",
+          "--set", "seed=11"]),
+        (TRAIN_SEEDS + MORE_SEEDS + WIDER_SEEDS,
+         ["--epochs", "6", "--set", "schedule.milestones=[4,5]", *_STAGE, "--set", "eval_every_epochs=3",
+          "--set", "seed=12"]),
+    ],
 }
 
 
 def model_seeds(name: str) -> tuple[int, ...]:
-    """The generator seeds whose training splits ``name`` was trained on (its continued stage adds some)."""
-    return TRAIN_SEEDS + (MORE_SEEDS if name in CONTINUED_STAGES else ())
+    """The generator seeds whose training splits ``name`` was trained on (its continued stages add some)."""
+    seeds = list(TRAIN_SEEDS)
+    for stage_seeds, _ in CONTINUED_STAGES.get(name, []):
+        seeds += [s for s in stage_seeds if s not in seeds]
+    return tuple(seeds)
+
+
+def all_seeds() -> tuple[int, ...]:
+    """Every training generator seed of every model, in order."""
+    seeds: list[int] = []
+    for name in RECIPES:
+        seeds += [s for s in model_seeds(name) if s not in seeds]
+    return tuple(seeds)
 
 
 def robustreid(*args: str) -> list[str]:
@@ -155,7 +188,7 @@ def git_commit() -> str:
 def write_data(work: Path) -> dict:
     """The training union and the evaluation sets; returns {set name: (root, command)}."""
     sets = {}
-    for seed in TRAIN_SEEDS + MORE_SEEDS:
+    for seed in all_seeds():
         sets[f"train_s{seed}"] = (
             work / f"data_s{seed}",
             robustreid(
@@ -249,24 +282,53 @@ def union_args(work: Path, seeds) -> list[str]:
             "--root", ",".join(rel(work / f"data_s{seed}") for seed in seeds)]
 
 
-def continued_stage(name: str, work: Path, amp: bool) -> dict | None:
-    """The continued stage of ``name`` into ``work/name_s2`` (run, resumed, or reused when finished); returns
-    its provenance, None for a model without one."""
-    if name not in CONTINUED_STAGES:
-        return None
-    start = shipped_checkpoint(name, work, continued=False)
-    out = work / f"{name}_s2"
-    cmd = robustreid("train", "--preset", RECIPES[name][0], *union_args(work, model_seeds(name)),
-                     "--out", rel(out), "--init", rel(start), *(["--amp"] if amp else []),
-                     *CONTINUED_STAGES[name])
-    return train_run(out, cmd, amp, "continued stage")
+def stage_folder(name: str, work: Path, k: int) -> Path:
+    """The run folder of continued stage ``k`` (0-based) of ``name``: ``name_s2``, ``name_s3``, ..."""
+    return work / f"{name}_s{k + 2}"
+
+
+def continued_stages(name: str, work: Path, amp: bool, first: int = 0) -> list[dict | None]:
+    """The continued stages of ``name`` from stage ``first`` on, each into its folder from the previous one's
+    last.pt (run, resumed, or reused when finished); returns their provenance, None for the stages before
+    ``first`` (not run: a later stage has finished, ``last_finished``)."""
+    provenance: list[dict | None] = []
+    for k, (seeds, options) in enumerate(CONTINUED_STAGES.get(name, [])):
+        if k < first:
+            provenance.append(None)
+            continue
+        start = stage_folder(name, work, k - 1) / "last.pt" if k else shipped_checkpoint(name, work, False)
+        out = stage_folder(name, work, k)
+        cmd = robustreid("train", "--preset", RECIPES[name][0], *union_args(work, seeds), "--out", rel(out),
+                         "--init", rel(start), *(["--amp"] if amp else []), *options)
+        provenance.append(train_run(out, cmd, amp, f"continued stage {k + 1}"))
+    return provenance
+
+
+def last_finished(name: str, work: Path) -> int | None:
+    """The index of ``name``'s last continued stage whose folder holds a finished run, None if none has. Every
+    stage before it is done then, even if its folder was not kept (its record comes from the card shipped
+    before, ``recorded_card``), so ``main`` runs only the stages after it."""
+    for k in reversed(range(len(CONTINUED_STAGES.get(name, [])))):
+        if (stage_folder(name, work, k) / "summary.json").is_file():
+            return k
+    return None
+
+
+def recorded_card(name: str, zoo_dir) -> dict:
+    """The card shipped before (the zoo's ``name.json``), or {}: the record of the stages whose folders are
+    gone."""
+    from robustreid.zoo import ZOO_DIR
+
+    path = Path(zoo_dir or ZOO_DIR) / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def shipped_checkpoint(name: str, work: Path, continued: bool = True) -> Path:
-    """The file that ships: the last stage's (continued, else SWAG, else the main run's); with
-    ``continued=False`` the one before the continued stage, which that stage starts from."""
-    if continued and name in CONTINUED_STAGES:
-        return work / f"{name}_s2" / "last.pt"
+    """The file that ships: the last stage's (the last continued stage, else SWAG, else the main run's); with
+    ``continued=False`` the one before the continued stages, which the first of them starts from."""
+    stages = CONTINUED_STAGES.get(name, [])
+    if continued and stages:
+        return stage_folder(name, work, len(stages) - 1) / "last.pt"
     if name in SWAG_STAGES:
         return work / f"{name}_swag" / SWAG_STAGES[name][1]
     return work / name / "last.pt"
@@ -334,16 +396,16 @@ def _iterations(run_dir: Path) -> int | None:
     return int(plan.group(1)) if plan else None
 
 
-def continued_card(name: str, work: Path, provenance: dict) -> dict:
-    """The continued stage's part of the card: its command, data, time, steps and curve (held-out test of the
-    wider union)."""
-    out = work / f"{name}_s2"
+def continued_card(name: str, work: Path, k: int, provenance: dict) -> dict:
+    """Continued stage ``k``'s part of the card: its command, data, time, steps and curve (held-out test of
+    its union)."""
+    out = stage_folder(name, work, k)
     history = _history(out)
     rows = [h for h in history if h.get("kind") == "train"]
     iterations = _iterations(out)
     return {
         **provenance,
-        "generator_seeds": list(model_seeds(name)),
+        "generator_seeds": list(CONTINUED_STAGES[name][k][0]),
         "epochs": len(rows),
         "steps": len(rows) * iterations if iterations else None,
         "train_seconds": round(sum(float(h.get("seconds", 0)) for h in rows), 1),
@@ -352,21 +414,74 @@ def continued_card(name: str, work: Path, provenance: dict) -> dict:
     }
 
 
-def card(name: str, work: Path, sets: dict, provenance: dict, figures: dict,
-         swag_provenance: dict | None = None, continued_provenance: dict | None = None) -> dict:
+KEPT = "from the card shipped before: this stage's run folder was not kept"
+
+
+def _kept(recorded: dict, key: str, name: str, k: int | None = None) -> dict:
+    """The record of a stage not run here (``key`` of the card shipped before, item ``k`` of a list) with a
+    note saying where it came from; a card without it is a one-line error naming what is missing."""
+    entry = recorded.get(key)
+    if k is not None:
+        entries = _recorded_stages(recorded)
+        entry = entries[k] if k < len(entries) else None
+    if not entry:
+        stage = key if k is None else f"{key} {k + 1}"
+        raise SystemExit(f"make_weights: {name}: a later stage has finished, but the earlier stage '{stage}' "
+                         "has neither a run folder nor a record in the shipped card; remove the later "
+                         "stage's folder to train every stage again")
+    return {**entry, "record": KEPT}
+
+
+def _recorded_stages(recorded: dict) -> list[dict]:
+    """The continued stages of a card: a list, or one under the key cards had before there were two."""
+    single = recorded.get("continued_stage")
+    return recorded.get("continued_stages") or ([single] if single else [])
+
+
+def training_card(name: str, work: Path, provenance: dict | None, recorded: dict) -> dict:
+    """The main run's part of the card: from its folder, or from the card shipped before when it was not
+    kept."""
     run_dir = work / name
+    if provenance is None or not (run_dir / "metrics.jsonl").is_file():
+        return _kept(recorded, "training", name)
     history = _history(run_dir)
     train_rows = [h for h in history if h.get("kind") == "train"]
     iterations = _iterations(run_dir)
-    steps = len(train_rows) * iterations if iterations else None
-    swag = None if swag_provenance is None else swag_card(name, work, swag_provenance, iterations)
+    return {
+        **provenance,
+        "epochs": len(train_rows),
+        "steps": len(train_rows) * iterations if iterations else None,
+        "batch": "PK 8 x 4 = 32",
+        "train_seconds": round(sum(float(h.get("seconds", 0)) for h in train_rows), 1),
+        "curve": [{k: h[k] for k in ("epoch", "rank1", "mAP")} for h in history if h.get("kind") == "eval"],
+    }
+
+
+def card(name: str, work: Path, sets: dict, provenance: dict | None, figures: dict,
+         swag_provenance: dict | None = None, continued_provenance: list | None = None,
+         recorded: dict | None = None) -> dict:
+    """The model card. A stage run here is described from its folder; one not run here (None provenance: a
+    later stage had finished) from ``recorded``, the card shipped before."""
+    recorded = recorded or {}
+    training = training_card(name, work, provenance, recorded)
+    if name not in SWAG_STAGES:
+        swag = None
+    elif swag_provenance is None or not (work / f"{name}_swag" / "summary.json").is_file():
+        swag = _kept(recorded, "swag_stage", name)
+    else:
+        swag = swag_card(name, work, swag_provenance, _iterations(work / name))
+    continued = []
+    for k, stage_provenance in enumerate(continued_provenance or []):
+        if stage_provenance is None:
+            continued.append(_kept(recorded, "continued_stages", name, k))
+        else:
+            continued.append(continued_card(name, work, k, stage_provenance))
     seeds = model_seeds(name)
     data = {
         f"train_s{seed}": {"command": shown(sets[f"train_s{seed}"][1]),
                            **json.loads((sets[f"train_s{seed}"][0] / "synth.json").read_text())["counts"]}
         for seed in seeds
     }
-    continued = None if continued_provenance is None else continued_card(name, work, continued_provenance)
     return {
         "model": name,
         "preset": RECIPES[name][0],
@@ -380,18 +495,9 @@ def card(name: str, work: Path, sets: dict, provenance: dict, figures: dict,
             "sets": data,
             "never_seen": f"demo seeds {list(DEMO_SEEDS)}, validation seed {VALIDATION_SEED}",
         },
-        "training": {
-            **provenance,
-            "epochs": len(train_rows),
-            "steps": steps,
-            "batch": "PK 8 x 4 = 32",
-            "train_seconds": round(sum(float(h.get("seconds", 0)) for h in train_rows), 1),
-            "curve": [
-                {k: h[k] for k in ("epoch", "rank1", "mAP")} for h in history if h.get("kind") == "eval"
-            ],
-        },
+        "training": training,
         **({"swag_stage": swag} if swag else {}),
-        **({"continued_stage": continued} if continued else {}),
+        **({"continued_stages": continued} if continued else {}),
         "evaluation": figures,
         "reproduce": "make weights (python scripts/make_weights.py): data, training and these figures",
     }
@@ -417,13 +523,15 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     sets = write_data(work)
     for name in args.models:
-        provenance = train(name, work, amp)
-        swag_provenance = swag_stage(name, work)
-        continued_provenance = continued_stage(name, work, amp)
+        done = last_finished(name, work)  # the stages before it are done
+        provenance = train(name, work, amp) if done is None else None
+        swag_provenance = swag_stage(name, work) if done is None else None
+        continued_provenance = continued_stages(name, work, amp, done or 0)
         checkpoint = shipped_checkpoint(name, work)
         print(f"{name}: evaluating {checkpoint}", flush=True)
         figures = evaluate(checkpoint, sets, model_seeds(name))
-        model_card = card(name, work, sets, provenance, figures, swag_provenance, continued_provenance)
+        model_card = card(name, work, sets, provenance, figures, swag_provenance, continued_provenance,
+                          recorded_card(name, args.zoo))
         (work / f"{name}.card.json").write_text(json.dumps(model_card, indent=2))
         if not args.no_pack:
             path = pack(checkpoint, name, model_card, args.zoo)
