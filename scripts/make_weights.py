@@ -289,12 +289,13 @@ def stage_folder(name: str, work: Path, k: int) -> Path:
 
 def continued_stages(name: str, work: Path, amp: bool, first: int = 0) -> list[dict | None]:
     """The continued stages of ``name`` from stage ``first`` on, each into its folder from the previous one's
-    last.pt (run, resumed, or reused when finished); returns their provenance, None for the stages before
-    ``first`` (not run: a later stage has finished, ``last_finished``)."""
+    last.pt (run, resumed, or reused when finished); returns their provenance. The stages before ``first`` are
+    not run (a later stage has finished, ``last_finished``): theirs comes from their folders when those were
+    kept, else None (``card`` takes them from the card shipped before)."""
     provenance: list[dict | None] = []
     for k, (seeds, options) in enumerate(CONTINUED_STAGES.get(name, [])):
         if k < first:
-            provenance.append(None)
+            provenance.append(finished_provenance(stage_folder(name, work, k)))
             continue
         start = stage_folder(name, work, k - 1) / "last.pt" if k else shipped_checkpoint(name, work, False)
         out = stage_folder(name, work, k)
@@ -302,6 +303,14 @@ def continued_stages(name: str, work: Path, amp: bool, first: int = 0) -> list[d
                          "--init", rel(start), *(["--amp"] if amp else []), *options)
         provenance.append(train_run(out, cmd, amp, f"continued stage {k + 1}"))
     return provenance
+
+
+def finished_provenance(run_dir: Path) -> dict | None:
+    """The provenance of the finished run kept in ``run_dir`` (its summary.json and provenance.json), else
+    None."""
+    if (run_dir / "summary.json").is_file() and (run_dir / "provenance.json").is_file():
+        return json.loads((run_dir / "provenance.json").read_text())
+    return None
 
 
 def last_finished(name: str, work: Path) -> int | None:
@@ -315,12 +324,14 @@ def last_finished(name: str, work: Path) -> int | None:
 
 
 def recorded_card(name: str, zoo_dir) -> dict:
-    """The card shipped before (the zoo's ``name.json``), or {}: the record of the stages whose folders are
-    gone."""
+    """The card shipped before (``name.json`` in ``zoo_dir``, else in the package's zoo), or {}: the record of
+    the stages whose folders are gone."""
     from robustreid.zoo import ZOO_DIR
 
-    path = Path(zoo_dir or ZOO_DIR) / f"{name}.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    for folder in (zoo_dir, ZOO_DIR):  # a new --zoo folder has no card yet: the package's has the record
+        if folder and (Path(folder) / f"{name}.json").is_file():
+            return json.loads((Path(folder) / f"{name}.json").read_text())
+    return {}
 
 
 def shipped_checkpoint(name: str, work: Path, continued: bool = True) -> Path:
@@ -424,6 +435,11 @@ def _kept(recorded: dict, key: str, name: str, k: int | None = None) -> dict:
     if k is not None:
         entries = _recorded_stages(recorded)
         entry = entries[k] if k < len(entries) else None
+    wanted = None if k is None else list(CONTINUED_STAGES[name][k][0])
+    if entry and wanted is not None and entry.get("generator_seeds", wanted) != wanted:
+        raise SystemExit(f"make_weights: {name}: the shipped card's continued stage {k + 1} trained on "
+                         f"seeds {entry['generator_seeds']}, CONTINUED_STAGES says {wanted}; remove the later "
+                         "stage's folder to train every stage again")
     if not entry:
         stage = key if k is None else f"{key} {k + 1}"
         raise SystemExit(f"make_weights: {name}: a later stage has finished, but the earlier stage '{stage}' "
@@ -436,6 +452,19 @@ def _recorded_stages(recorded: dict) -> list[dict]:
     """The continued stages of a card: a list, or one under the key cards had before there were two."""
     single = recorded.get("continued_stage")
     return recorded.get("continued_stages") or ([single] if single else [])
+
+
+def check_records(name: str, work: Path, done: int, recorded: dict, provenance: dict | None,
+                  swag_provenance: dict | None) -> None:
+    """Before anything runs: every stage before continued stage ``done`` (finished) whose folder was not kept
+    has its record in the card shipped before (``_kept`` exits with one line if not)."""
+    if provenance is None:
+        _kept(recorded, "training", name)
+    if name in SWAG_STAGES and swag_provenance is None:
+        _kept(recorded, "swag_stage", name)
+    for k in range(done):
+        if finished_provenance(stage_folder(name, work, k)) is None:
+            _kept(recorded, "continued_stages", name, k)
 
 
 def training_card(name: str, work: Path, provenance: dict | None, recorded: dict) -> dict:
@@ -524,14 +553,19 @@ def main(argv: list[str] | None = None) -> int:
     sets = write_data(work)
     for name in args.models:
         done = last_finished(name, work)  # the stages before it are done
-        provenance = train(name, work, amp) if done is None else None
-        swag_provenance = swag_stage(name, work) if done is None else None
+        recorded = recorded_card(name, args.zoo)
+        if done is None:
+            provenance, swag_provenance = train(name, work, amp), swag_stage(name, work)
+        else:  # from their folders where kept; the others' records are checked before anything runs
+            provenance = finished_provenance(work / name)
+            swag_provenance = finished_provenance(work / f"{name}_swag") if name in SWAG_STAGES else None
+            check_records(name, work, done, recorded, provenance, swag_provenance)
         continued_provenance = continued_stages(name, work, amp, done or 0)
         checkpoint = shipped_checkpoint(name, work)
         print(f"{name}: evaluating {checkpoint}", flush=True)
         figures = evaluate(checkpoint, sets, model_seeds(name))
         model_card = card(name, work, sets, provenance, figures, swag_provenance, continued_provenance,
-                          recorded_card(name, args.zoo))
+                          recorded)
         (work / f"{name}.card.json").write_text(json.dumps(model_card, indent=2))
         if not args.no_pack:
             path = pack(checkpoint, name, model_card, args.zoo)
