@@ -433,25 +433,21 @@ def _kept(recorded: dict, key: str, name: str, k: int | None = None) -> dict:
     note saying where it came from; a card without it is a one-line error naming what is missing."""
     entry = recorded.get(key)
     if k is not None:
-        entries = _recorded_stages(recorded)
+        from robustreid.zoo import continued_stages as recorded_stages
+
+        entries = recorded_stages(recorded)
         entry = entries[k] if k < len(entries) else None
     wanted = None if k is None else list(CONTINUED_STAGES[name][k][0])
     if entry and wanted is not None and entry.get("generator_seeds", wanted) != wanted:
         raise SystemExit(f"make_weights: {name}: the shipped card's continued stage {k + 1} trained on "
-                         f"seeds {entry['generator_seeds']}, CONTINUED_STAGES says {wanted}; remove the later "
-                         "stage's folder to train every stage again")
+                         f"seeds {entry['generator_seeds']}, CONTINUED_STAGES says {wanted}; remove the "
+                         "later stage's folder to train every stage again")
     if not entry:
         stage = key if k is None else f"{key} {k + 1}"
         raise SystemExit(f"make_weights: {name}: a later stage has finished, but the earlier stage '{stage}' "
                          "has neither a run folder nor a record in the shipped card; remove the later "
                          "stage's folder to train every stage again")
     return {**entry, "record": KEPT}
-
-
-def _recorded_stages(recorded: dict) -> list[dict]:
-    """The continued stages of a card: a list, or one under the key cards had before there were two."""
-    single = recorded.get("continued_stage")
-    return recorded.get("continued_stages") or ([single] if single else [])
 
 
 def check_records(name: str, work: Path, done: int, recorded: dict, provenance: dict | None,

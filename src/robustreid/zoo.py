@@ -36,8 +36,8 @@ import torch
 from .atomicfile import write_bytes, write_text
 from .model import Architecture, ReIDNet, arch_name
 
-__all__ = ["ENV_VAR", "MARKERS", "PREFIX", "ZOO_DIR", "card_json", "cards_markdown", "is_zoo_name",
-           "list_zoo", "load_card", "load_pretrained", "load_zoo_state", "pack_checkpoint",
+__all__ = ["ENV_VAR", "MARKERS", "PREFIX", "ZOO_DIR", "card_json", "cards_markdown", "continued_stages",
+           "is_zoo_name", "list_zoo", "load_card", "load_pretrained", "load_zoo_state", "pack_checkpoint",
            "record_table2_ordering", "replace_between_markers", "table2_ordering"]
 
 ZOO_DIR = Path(__file__).parent / "zoo"
@@ -321,13 +321,18 @@ def record_table2_ordering(zoo_dir: str | os.PathLike | None = None) -> dict | N
     return ordering
 
 
-def _continued(card: dict) -> list[tuple[dict, str]]:
-    """The continued stages of ``card`` in the order they ran, each with its label ("continued",
-    "continued 2", ...): the list ``continued_stages``, or the single ``continued_stage`` of a card made
-    before there were two."""
+def continued_stages(card: dict) -> list[dict]:
+    """The continued stages of a model card in the order they ran: the list ``continued_stages``, or the
+    single ``continued_stage`` of a card made before there were two (``scripts/make_weights.py`` reads them
+    back too)."""
     single = card.get("continued_stage")
-    stages = card.get("continued_stages") or ([single] if single else [])
-    return [(stage, "continued" if i == 0 else f"continued {i + 1}") for i, stage in enumerate(stages)]
+    return card.get("continued_stages") or ([single] if single else [])
+
+
+def _continued(card: dict) -> list[tuple[dict, str]]:
+    """:func:`continued_stages` of ``card``, each with its label ("continued", "continued 2", ...)."""
+    return [(stage, "continued" if i == 0 else f"continued {i + 1}")
+            for i, stage in enumerate(continued_stages(card))]
 
 
 def cards_markdown(cards: list[dict]) -> str:
