@@ -130,6 +130,34 @@ def test_occluded_births_false_starts_no_track_behind_another(births):
         TrackerConfig(occluded_births=1)
 
 
+@pytest.mark.parametrize("veto", [None, 0.5])
+def test_iou_veto_ends_a_pair_whose_clean_crop_is_someone_else(veto):
+    """A stands at x=100 for 4 frames; then B stands in A's place (same box, A gone). Appearance lets track 1
+    go (cosine distance 1); the IoU step hands it to B unless the veto refuses a clean crop that far from
+    the bank: then track 1 is lost and B is born as track 2."""
+    frames = [[(100, EA)]] * 4 + [[(100, EB)]] * 3
+    out = run(Tracker(TrackerConfig(iou_veto_distance=veto)), frames)
+    assert out[1:4] == [{0: 1}] * 3
+    if veto is None:
+        assert out[4:] == [{0: 1}] * 3  # the switch
+    else:
+        assert out[4] == {} and out[5:] == [{0: 2}] * 2  # unconfirmed on its first frame, then its own track
+
+
+def test_iou_veto_spares_overlapped_crops_and_the_motion_only_tracker():
+    """The veto acts on clean crops of an appearance tracker only: an overlapped crop (it shows part of
+    another person) and the motion-only tracker's IoU step keep the pair."""
+    frames = [[(100, EA), (400, EC)]] * 4 + [[(100, EB), (110, EC)]] * 2  # IoU(100, 110) = 0.6: both overlapped
+    out = run(Tracker(TrackerConfig(iou_veto_distance=0.5, occluded_iou=0.3)), frames)
+    assert out[4][0] == 1 and out[5][0] == 1
+    out = run(Tracker(TrackerConfig(iou_veto_distance=0.5)), frames)  # no occluded_iou: every crop is clean
+    assert 1 not in out[4].values()
+    out = run(Tracker(TrackerConfig(use_reid=False, iou_veto_distance=0.5)), [[(100, EA)]] * 4 + [[(100, EB)]])
+    assert out[-1] == {0: 1}
+    with pytest.raises(ValueError, match="iou_veto_distance must be None or a cosine distance"):
+        TrackerConfig(iou_veto_distance=3.0)
+
+
 def test_lost_track_is_refound_by_appearance():
     # A walks right for 10 frames, is missed for 8 frames, reappears where it would be; B stays put.
     frames = [[(100 + 5 * t, EA), (400, EB)] for t in range(10)]
