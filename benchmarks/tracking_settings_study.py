@@ -8,7 +8,7 @@ scenes of ``--seeds`` (default 20-27; the demo reports seeds 0, 1, 2), written a
 
 Street: the motion-only run, then per ``--street`` setting (``TrackerConfig`` fields) the IDF1 / MOTA / IDSW
 and the IDF1 gain over motion only. Room: per ``--room`` setting (``TrackerConfig`` fields of the room's
-trackers, over the room's default ``occluded_iou=ROOM_OCCLUDED_IOU``), ``--far`` (the false-accept rate the
+trackers, over the room's defaults ``run.room_tracker_config()``), ``--far`` (the false-accept rate the
 re-entry threshold is calibrated at on the room's validation people), ``--entry``
 (``ReentryConfig.entry_descriptors``), ``--bank-distance`` (``ReentryConfig.bank_distance``) and ``--reentry``
 (the other ``ReentryConfig`` fields: ``margin``, ``occluded_queries``), the re-entry outcomes and the room's
@@ -43,10 +43,10 @@ from robustreid.demo import DEMO_SCENES
 from robustreid.tracking.motio import load_sequence
 from robustreid.tracking.reentry import ReentryConfig
 from robustreid.tracking.run import (
-    ROOM_OCCLUDED_IOU,
     calibrate_reentry,
     evaluate_room,
     evaluate_tracking,
+    room_tracker_config,
     track_room,
     track_sequence,
 )
@@ -129,7 +129,7 @@ def room_runs(
     rows = []
     settings = itertools.product(trackers, fars, entries, banks, reentries)
     for index, (tracker, far, entry, bank, extra) in enumerate(settings):
-        config = TrackerConfig(**{"occluded_iou": ROOM_OCCLUDED_IOU, **tracker})  # the room's default
+        config = dataclasses.replace(room_tracker_config(), **tracker)  # over the room's defaults
         cal = calibrate_reentry(
             room_dir / "validation", embed_fn=cache, far=far, entry_descriptors=entry, config=config
         )

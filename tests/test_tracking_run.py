@@ -15,6 +15,7 @@ from robustreid.synthetic import derive_rng, sample_camera, sample_identity
 from robustreid.tracking.motio import load_sequence, read_results, write_results, xywh_to_xyxy
 from robustreid.tracking.reentry import ReentryConfig
 from robustreid.tracking.run import (
+    ROOM_IOU_VETO_DISTANCE,
     ROOM_OCCLUDED_IOU,
     _frame_inputs,
     calibrate_reentry,
@@ -265,6 +266,7 @@ def test_track_room_oracle_vs_no_reid(room, tmp_path):
     doc = json.loads((tmp_path / "oracle" / "reentry.json").read_text())
     assert doc["reentry"]["max_distance"] == pytest.approx(reid["calibration"]["threshold"])
     assert doc["tracker"]["occluded_iou"] == ROOM_OCCLUDED_IOU and doc["tracker"]["use_reid"]  # the room's
+    assert doc["tracker"]["iou_veto_distance"] == ROOM_IOU_VETO_DISTANCE
     assert len(doc["decisions"]) == reid["decisions"]
 
     ev_none, ev_reid = evaluate_room(room, tmp_path / "none"), evaluate_room(room, tmp_path / "oracle")

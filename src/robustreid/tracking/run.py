@@ -49,6 +49,8 @@ __all__ = [
     "calibrate_reentry",
     "track_room",
     "ROOM_OCCLUDED_IOU",
+    "ROOM_IOU_VETO_DISTANCE",
+    "room_tracker_config",
     "evaluate_tracking",
     "evaluate_room",
     "compare_models",
@@ -133,12 +135,23 @@ def _on_demand(embed: EmbedFn, seq: MOTSequence, frame: int, image: np.ndarray |
 # those banks become the re-entry gallery. Chosen on validation rooms (docs/TRACKING.md, "Occluded crops kept
 # out of the banks"); a single-camera sequence (track_sequence) keeps MOTDT's banks.
 ROOM_OCCLUDED_IOU = 0.2
+# The room's trackers also refuse, in the IoU step, a clean crop far from the track's bank
+# (TrackerConfig.iou_veto_distance), so a track is not handed to the person who took its place. Chosen on
+# validation rooms 20-31 (docs/TRACKING.md, "A veto in the IoU step"); on the validation streets its gain did
+# not hold, so track_sequence keeps MOTDT's IoU step.
+ROOM_IOU_VETO_DISTANCE = 0.5
 
 
-def _resolve_config(config: TrackerConfig | None, embed: EmbedFn | None,
-                    occluded_iou: float | None = None) -> TrackerConfig:
+def room_tracker_config(use_reid: bool = True) -> TrackerConfig:
+    """The room's trackers: ``TrackerConfig(use_reid, occluded_iou=ROOM_OCCLUDED_IOU,
+    iou_veto_distance=ROOM_IOU_VETO_DISTANCE)`` (the veto acts only with ``use_reid``)."""
+    return TrackerConfig(use_reid=use_reid, occluded_iou=ROOM_OCCLUDED_IOU,
+                         iou_veto_distance=ROOM_IOU_VETO_DISTANCE)
+
+
+def _resolve_config(config: TrackerConfig | None, embed: EmbedFn | None, room: bool = False) -> TrackerConfig:
     if config is None:
-        config = TrackerConfig(use_reid=embed is not None, occluded_iou=occluded_iou)
+        config = room_tracker_config(embed is not None) if room else TrackerConfig(use_reid=embed is not None)
     if config.use_reid and embed is None:
         raise ValueError("TrackerConfig.use_reid is True but no extractor (or embed_fn) was given; pass one, "
                          "or TrackerConfig(use_reid=False) for the motion-only tracker")
@@ -241,7 +254,7 @@ def calibrate_reentry(validation_dir, extractor=None, *, far: float = 0.05,
     validation run (a track that jumped to another person) out of the two distributions. (Unlike the
     gallery, persons with another live track in the same camera are not left out; that case is rare.)
 
-    ``config`` defaults to the room's: ``TrackerConfig(occluded_iou=ROOM_OCCLUDED_IOU)``, as in
+    ``config`` defaults to the room's, :func:`room_tracker_config`, as in
     :func:`track_room`; embeddings of crops kept out of a bank are left out here too.
 
     Returns ``{"threshold", "far", "tar", "genuine", "impostor", "entries"}`` (the last three: counts).
@@ -251,7 +264,7 @@ def calibrate_reentry(validation_dir, extractor=None, *, far: float = 0.05,
     embed = _embedder(extractor, embed_fn)
     if embed is None:
         raise ValueError("calibrate_reentry needs a ReID model: pass extractor (or embed_fn)")
-    config = _resolve_config(config, embed, ROOM_OCCLUDED_IOU)
+    config = _resolve_config(config, embed, room=True)
     seqs = [load_sequence(path) for _, path in cams]
     counter = _Counter(sum(s.info.seq_length for s in seqs), progress)
     tracks = [track for rank, seq in enumerate(seqs)
@@ -373,9 +386,9 @@ def track_room(room_dir, out_dir, extractor=None, *, config: TrackerConfig | Non
     ``cam<k>.tracks.txt`` (the same boxes with the camera's own track ids) and ``reentry.json`` (the
     trackers' and the gallery's configs, its calibration and every entry decision). Without a model
     (``extractor`` and ``embed_fn`` None) every confirmed track opens a new identity and the trackers use
-    motion only: the "No ReID" row. ``config`` defaults to ``TrackerConfig(use_reid=<a model was given>,
-    occluded_iou=ROOM_OCCLUDED_IOU)``: crops overlapping another person stay out of the banks the gallery
-    gets. With a model, ``reentry`` (a :class:`ReentryConfig`) is used if given; otherwise its
+    motion only: the "No ReID" row. ``config`` defaults to :func:`room_tracker_config` (``use_reid``: a model
+    was given): crops overlapping another person stay out of the banks the gallery gets, and the IoU step
+    refuses a clean crop of someone else. With a model, ``reentry`` (a :class:`ReentryConfig`) is used if given; otherwise its
     threshold is calibrated at ``far`` on ``validation_dir`` (default: ``room_dir/validation``) by
     :func:`calibrate_reentry`. All cameras must have the same number of frames (synchronised).
 
@@ -390,7 +403,7 @@ def track_room(room_dir, out_dir, extractor=None, *, config: TrackerConfig | Non
                          f"got {lengths}")
     n = next(iter(lengths.values()))
     embed = _embedder(extractor, embed_fn)
-    config = _resolve_config(config, embed, ROOM_OCCLUDED_IOU)
+    config = _resolve_config(config, embed, room=True)
     calibration = None
     if embed is None:
         if reentry is not None:
