@@ -83,7 +83,8 @@ def street_rows(demo_out: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("demo_out", nargs="+", type=Path, help="robustreid demo --out folders")
     args = parser.parse_args()
     for out in args.demo_out:

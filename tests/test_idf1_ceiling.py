@@ -1,4 +1,4 @@
-"""benchmarks/idf1_ceiling.py: the oracle that gives every result box its ground-truth person, on a hand case."""
+"""benchmarks/idf1_ceiling.py: the oracle giving every result box its ground-truth person (a hand case)."""
 
 import importlib.util
 from pathlib import Path
@@ -21,7 +21,8 @@ def ceiling():
 
 def test_oracle_relabels_a_swap_and_reaches_the_detection_bound(ceiling):
     """Two people over 4 frames (8 gt boxes). The result swaps their ids after frame 2, misses person 2 in
-    frame 4 and adds a box on no one in frame 1: 8 result boxes, 7 paired. The bound is 2 * 7 / (8 + 8)."""
+    frame 4 and adds a box on no one in frame 1 (where an inactive gt box, not a person to find, lies):
+    8 result boxes, 7 paired. The bound is 2 * 7 / (8 + 8)."""
     gt, res = [], []
     for f in range(1, 5):
         gt += [[f, 1, 0, 0, 10, 20, 1, 1, 1], [f, 2, 100, 0, 10, 20, 1, 1, 1]]
@@ -30,6 +31,7 @@ def test_oracle_relabels_a_swap_and_reaches_the_detection_bound(ceiling):
         if f < 4:
             res.append([f, b, 100, 1, 10, 20, 1])
     res.append([1, 9, 300, 0, 10, 20, 1])
+    gt.append([1, 3, 300, 0, 10, 20, 0, 1, 1])
     gt, res = np.array(gt, dtype=float), np.array(res, dtype=float)
     relabelled, pairs = ceiling.oracle_ids(gt, res)
     assert pairs == 7

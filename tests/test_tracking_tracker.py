@@ -136,23 +136,43 @@ def test_iou_veto_ends_a_pair_whose_clean_crop_is_someone_else(veto):
     go (cosine distance 1); the IoU step hands it to B unless the veto refuses a clean crop that far from
     the bank: then track 1 is lost and B is born as track 2."""
     frames = [[(100, EA)]] * 4 + [[(100, EB)]] * 3
-    out = run(Tracker(TrackerConfig(iou_veto_distance=veto)), frames)
-    assert out[1:4] == [{0: 1}] * 3
-    if veto is None:
-        assert out[4:] == [{0: 1}] * 3  # the switch
-    else:
-        assert out[4] == {} and out[5:] == [{0: 2}] * 2  # unconfirmed on its first frame, then its own track
+    outs = [run(Tracker(TrackerConfig(iou_veto_distance=veto)), frames)]
+    # embedding on demand (a callable, reid_refresh 2) would pair these boxes unembedded: with the veto it
+    # embeds every candidate, so the veto sees them
+    tracker = Tracker(TrackerConfig(iou_veto_distance=veto, reid_refresh=2))
+    out = []
+    for dets in frames:
+        feats = np.stack([e for _, e in dets])
+        boxes = np.array([box(cx) for cx, _ in dets])
+        res = tracker.update(boxes, np.full(len(dets), 0.9), lambda i, feats=feats: feats[i])
+        out.append(dict(zip(res.det_indices.tolist(), res.track_ids.tolist())))
+    outs.append(out)
+    for out in outs:
+        assert out[1:4] == [{0: 1}] * 3
+        if veto is None:
+            assert out[4:] == [{0: 1}] * 3  # the switch
+        else:
+            assert out[4] == {} and out[5:] == [{0: 2}] * 2  # unconfirmed on its first frame, then its own
+
+
+def test_iou_veto_leaves_a_track_with_an_empty_bank_alone():
+    """Every crop of A overlapped C's (so A's bank stayed empty): B in A's place is paired by IoU."""
+    frames = [[(100, EA), (108, EC)]] * 4 + [[(100, EB), (400, EC)]]
+    out = run(Tracker(TrackerConfig(iou_veto_distance=0.5, occluded_iou=0.3)), frames)
+    assert out[3][0] == 1 and out[4][0] == 1
 
 
 def test_iou_veto_spares_overlapped_crops_and_the_motion_only_tracker():
     """The veto acts on clean crops of an appearance tracker only: an overlapped crop (it shows part of
     another person) and the motion-only tracker's IoU step keep the pair."""
-    frames = [[(100, EA), (400, EC)]] * 4 + [[(100, EB), (110, EC)]] * 2  # IoU(100, 110) = 0.6: both overlapped
+    # IoU(100, 110) = 0.6: in the last two frames both crops are overlapped
+    frames = [[(100, EA), (400, EC)]] * 4 + [[(100, EB), (110, EC)]] * 2
     out = run(Tracker(TrackerConfig(iou_veto_distance=0.5, occluded_iou=0.3)), frames)
     assert out[4][0] == 1 and out[5][0] == 1
     out = run(Tracker(TrackerConfig(iou_veto_distance=0.5)), frames)  # no occluded_iou: every crop is clean
     assert 1 not in out[4].values()
-    out = run(Tracker(TrackerConfig(use_reid=False, iou_veto_distance=0.5)), [[(100, EA)]] * 4 + [[(100, EB)]])
+    motion_only = Tracker(TrackerConfig(use_reid=False, iou_veto_distance=0.5))
+    out = run(motion_only, [[(100, EA)]] * 4 + [[(100, EB)]])
     assert out[-1] == {0: 1}
     with pytest.raises(ValueError, match="iou_veto_distance must be None or a cosine distance"):
         TrackerConfig(iou_veto_distance=3.0)

@@ -388,9 +388,10 @@ def track_room(room_dir, out_dir, extractor=None, *, config: TrackerConfig | Non
     (``extractor`` and ``embed_fn`` None) every confirmed track opens a new identity and the trackers use
     motion only: the "No ReID" row. ``config`` defaults to :func:`room_tracker_config` (``use_reid``: a model
     was given): crops overlapping another person stay out of the banks the gallery gets, and the IoU step
-    refuses a clean crop of someone else. With a model, ``reentry`` (a :class:`ReentryConfig`) is used if given; otherwise its
-    threshold is calibrated at ``far`` on ``validation_dir`` (default: ``room_dir/validation``) by
-    :func:`calibrate_reentry`. All cameras must have the same number of frames (synchronised).
+    refuses a clean crop of someone else. With a model, ``reentry`` (a :class:`ReentryConfig`) is used if
+    given; otherwise its threshold is calibrated at ``far`` on ``validation_dir`` (default:
+    ``room_dir/validation``) by :func:`calibrate_reentry`. All cameras must have the same number of frames
+    (synchronised).
 
     Returns ``{"cameras", "frames", "camera_frames", "seconds", "fps", "identities", "decisions",
     "calibration", "results"}``.

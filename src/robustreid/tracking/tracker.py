@@ -41,6 +41,9 @@ sparser banks change later appearance decisions: on the street scene the tracks 
 **Occluded crops** (not in MOTDT; ``occluded_iou``, off by default): a candidate overlapping another one is
 matched as usual, but its embedding stays out of the track's bank (``TrackerConfig``).
 
+**A veto in the IoU step** (not in MOTDT; ``iou_veto_distance``, off by default): step 5 refuses a clean
+candidate whose embedding is far from the whole bank of the track it would be paired with (``TrackerConfig``).
+
 ``use_reid=False`` is the motion-only baseline of Table 5: steps 3-4 are skipped and lost tracks join
 the IoU step after the tracked ones (otherwise nothing could ever bring them back). Embeddings, when
 given, are still stored in the banks, so a re-entry gallery (:mod:`robustreid.tracking.reentry`) can
@@ -102,15 +105,19 @@ class TrackerConfig:
     track either (a person hidden behind another is found again by their own track, or born once in the
     clear); it needs ``occluded_iou``, without which no candidate counts as overlapped.
 
-    ``iou_veto_distance`` (not in MOTDT; None = off; needs ``use_reid``): the IoU step (5) refuses a pair when
-    the candidate's crop is clean (not overlapped, as ``occluded_iou`` judges) and its embedding lies farther
-    than this cosine distance from every embedding in the track's bank. Where two people cross, the IoU step
-    can hand a track to the other person once appearance (step 3) has let it go; a clean crop of someone
-    else then ends the pair instead, so the track goes lost and the candidate starts its own (which a re-entry
-    gallery can then match). A track with an empty bank, or an overlapped candidate, is matched by IoU as before.
     On validation rooms it removed most one-or-two-frame fragments (missed re-entries 122 -> 33) but cost room
     IDF1 (71.1 -> 69.0, lower on 4 of 6) and added wrong re-entries (20 -> 24), so it stays True
     (docs/TRACKING.md, "Rules tried against the room's errors").
+
+    ``iou_veto_distance`` (not in MOTDT; None = off; needs ``use_reid``): the IoU step (5) refuses a pair
+    when the candidate's crop is clean (not overlapped, as ``occluded_iou`` judges) and its embedding lies
+    farther than this cosine distance from every embedding in the track's bank. Where two people cross, the
+    IoU step can hand a track to the other person once appearance (step 3) has let it go; a clean crop of
+    someone else then ends the pair instead, so the track goes lost and the candidate starts its own (which a
+    re-entry gallery can then match). A track with an empty bank, or an overlapped candidate, is matched by
+    IoU as before. The veto reads every pair's embedding, so with it embedding on demand pairs nothing
+    unembedded: every candidate is embedded, as with ``reid_refresh=1``. The room's trackers use 0.5
+    (``tracking.run.room_tracker_config``; docs/TRACKING.md, "A veto in the IoU step").
     """
 
     use_reid: bool = True
@@ -456,7 +463,7 @@ class Tracker:
         was not embedded: no step reads them)."""
         cfg = self.config
         certain: list[tuple[Track, int]] = []
-        if cfg.use_reid and cfg.reid_refresh > 1:
+        if cfg.use_reid and cfg.reid_refresh > 1 and cfg.iou_veto_distance is None:
             certain = self._certain_pairs(tracked, pool, measurements, boxes)
         refresh = [j for t, j in certain if self.frame_id - t.last_embedded >= cfg.reid_refresh]
         done = {j for _, j in certain}
@@ -527,10 +534,10 @@ class Tracker:
         return [tracks[i] for i in rest_tracks], pool[rest_dets]
 
     def _vetoed(self, tracks: list[Track], pool: np.ndarray, feats: np.ndarray) -> np.ndarray:
-        """(T, P) pairs the IoU step refuses (``TrackerConfig.iou_veto_distance``): a clean, embedded candidate
-        farther than the veto distance from the track's whole bank (an empty bank vetoes nothing)."""
+        """(T, P) pairs the IoU step refuses (``TrackerConfig.iou_veto_distance``): a clean candidate farther
+        than the veto distance from the track's whole bank (an empty bank vetoes nothing)."""
         dist = appearance_distance([t._stored() for t in tracks], feats[pool])
-        clean = ~self._occluded[pool] & (np.abs(feats[pool]).sum(axis=1) > 0)  # zero rows: not embedded
+        clean = ~self._occluded[pool]
         return np.isfinite(dist) & (dist > self.config.iou_veto_distance) & clean[None, :]
 
     def _apply_match(self, track: Track, measurement: np.ndarray, feat: np.ndarray | None, det: int) -> None:
