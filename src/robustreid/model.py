@@ -26,10 +26,11 @@ Readings of Table 1 (``tables-decoded.md``) taken here, and why:
   coordinates are 0. Without it and with the default init below, Robust-ReID learned faster on the validation
   set (3 seeds, both changes together; the ReLU alone is a one-seed lead: README, "Learning study"), so
   ``head_relu`` is off.
-- Convolutions start from PyTorch's own init (``conv_init="default"``), not Kaiming fan-out (HA-CNN's and
-  torchvision's ShuffleNetV2's): every convolution is followed by BatchNorm, so the init's scale only sets each
-  layer's effective learning rate, and fan-out gives the depthwise 3x3s filters of squared norm 2 / C (0.03 at
-  C = 64). The paper gives no init; the README's learning study measures both.
+- Convolutions start from PyTorch's own init (``conv_init="default"``, as torchvision's ShuffleNetV2, which
+  sets none), not Kaiming fan-out (HA-CNN's, torchvision's ResNet's): every convolution is followed by
+  BatchNorm, so the init's scale only sets each layer's effective learning rate, and fan-out gives the
+  depthwise 3x3s filters of squared norm 2 / C (0.03 at C = 64). The paper gives no init; the README's
+  learning study measures both.
 - GeM (Eq. 6) has one learnable p per pooling layer (global, and one shared by the four regions).
 This plain reading measures 2.91M parameters / 0.68 GMACs at 1x (targets 2.9M / 0.72) and 5.83M / 1.62 GMACs
 at 2x (targets 6.4M / 1.68); see ``robustreid profile`` and the README for the gap at 2x.
@@ -168,7 +169,7 @@ MODELS: dict[str, Architecture] = {
 def init_conv(conv: nn.Conv2d, scheme: str) -> None:
     """Initialise one convolution's weight by ``scheme`` (``CONV_INITS``; the paper gives no init).
 
-    - ``"fan_out"``: Kaiming normal over the fan-out (torchvision's ShuffleNetV2 / ResNet), variance 2 / (out * k * k
+    - ``"fan_out"``: Kaiming normal over the fan-out (torchvision's ResNet), variance 2 / (out * k * k
       / groups). A filter's squared norm is then ``2 * fan_in / fan_out``: 2 for a square 1x1, but ``2 / C`` for a
       depthwise 3x3 of C channels (0.03 at C = 64).
     - ``"default"``: PyTorch's own ``Conv2d.reset_parameters`` (Kaiming uniform, a = sqrt(5)): variance
