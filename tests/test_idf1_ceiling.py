@@ -1,22 +1,14 @@
 """benchmarks/idf1_ceiling.py: the oracle giving every result box its ground-truth person (a hand case)."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from robustreid.tracking.run import evaluate_tracking
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def ceiling():
-    spec = importlib.util.spec_from_file_location("idf1_ceiling", ROOT / "benchmarks" / "idf1_ceiling.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def ceiling(load_script):
+    return load_script("benchmarks/idf1_ceiling.py")
 
 
 def test_oracle_relabels_a_swap_and_reaches_the_detection_bound(ceiling):

@@ -1,21 +1,15 @@
 """scripts/make_weights.py's stage bookkeeping on a hand-made work folder (no training): which stages run
 again, and where a card's sections come from when an earlier stage's folder was not kept."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def mw():
-    spec = importlib.util.spec_from_file_location("make_weights", ROOT / "scripts" / "make_weights.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def mw(load_script):
+    return load_script("scripts/make_weights.py")
 
 
 def _finished(folder: Path, provenance: dict, epochs: int = 2, iterations: int = 10) -> None:
