@@ -64,6 +64,8 @@ def street_rows(demo_out: Path) -> dict:
     (_, path), = scene_sequences(demo_out / "scenes" / "street")
     seq = load_sequence(path)
     gt, det = seq.gt, seq.det
+    if gt is None or det is None:
+        raise FileNotFoundError(f"{path}: the street needs gt/gt.txt and det/det.txt")
     det = det[det[:, 6] >= TrackerConfig().min_det_score]
     _, covered = oracle_ids(gt, det)
     active = int((gt[:, 6] != 0).sum())
