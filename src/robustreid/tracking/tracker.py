@@ -104,7 +104,6 @@ class TrackerConfig:
     re-entry gallery inherits. ``occluded_births`` (not in MOTDT): with False, such a candidate starts no
     track either (a person hidden behind another is found again by their own track, or born once in the
     clear); it needs ``occluded_iou``, without which no candidate counts as overlapped.
-
     On validation rooms it removed most one-or-two-frame fragments (missed re-entries 122 -> 33) but cost room
     IDF1 (71.1 -> 69.0, lower on 4 of 6) and added wrong re-entries (20 -> 24), so it stays True
     (docs/TRACKING.md, "Rules tried against the room's errors").
